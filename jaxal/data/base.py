@@ -1,0 +1,27 @@
+"""The in-memory dataset every loader returns."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Dataset(NamedTuple):
+    """A classification dataset as host arrays, ready to be put on device.
+
+    Images are ``float32 [N, H, W, C]`` (channels last, also for 8×8 digits:
+    ``[N, 8, 8, 1]``); labels are ``int32 [N]`` in ``[0, num_classes)``.
+    ``x_train``/``y_train`` are the unlabeled *pool* of the active-learning run.
+    ``x_val``/``y_val`` are empty (``len == 0``) unless a validation split was
+    requested.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    num_classes: int

@@ -1,0 +1,45 @@
+"""The one small adapter every model sits behind (see DESIGN.md, "Models").
+
+The rest of jaxal sees only :class:`Model`; swapping Linen for NNX touches only
+``jaxal/models``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+Array = jax.Array
+Variables = Any  # {"params": ..., optionally "batch_stats": ...}
+
+
+class Model(NamedTuple):
+    """Pure functions of a classifier returning logits and its penultimate embedding.
+
+    Attributes:
+      init: ``init(key, x) -> variables`` (``x`` is a sample batch ``[B, ...]``).
+      apply: ``apply(variables, x, *, train, dropout_key=None)
+        -> (logits [B, C], embedding [B, D], batch_stats)``.
+        ``train=True``: batch norm uses and updates batch statistics, the new
+        ``batch_stats`` collection is returned (``{}`` for models without BN).
+        ``train=False``: batch norm uses running statistics, returns ``{}``.
+        Dropout is active iff ``dropout_key`` is given, independently of
+        ``train`` — MC dropout is ``train=False, dropout_key=k`` and never
+        touches batch-norm statistics.
+      features: ``features(variables, x) -> h``: the deterministic part of the
+        network, up to (not including) the first dropout layer of the head.
+      head: ``head(variables, h, *, dropout_key=None) -> (logits, embedding)``:
+        the rest of the network in eval mode. ``head(v, features(v, x), k)`` equals
+        ``apply(v, x, train=False, dropout_key=k)[:2]`` exactly when all dropout
+        lives in the head (MC "head" mode: backbone once, T cheap head passes).
+      embedding_dim: D.
+    """
+
+    name: str
+    init: Callable[..., Variables]
+    apply: Callable[..., tuple[Array, Array, Any]]
+    features: Callable[..., Array]
+    head: Callable[..., tuple[Array, Array]]
+    embedding_dim: int

@@ -1,0 +1,59 @@
+"""Uncertainty sampling on the (mean) predictive distribution.
+
+Scores are "higher = more informative" and computed in one pass over the pool;
+selection is a masked top-k on device (the pool is never sorted on the host).
+With ``[T, N, C]`` probabilities (MC dropout or ensemble members), the scores
+are taken on the mean prediction ``p̄ = mean_t p_t``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxal.strategies.base import Array, Needs, Outputs, Strategy, masked_top_k
+
+
+def mean_probs(probs: Array) -> Array:
+    """``[N, C]`` mean prediction from ``[N, C]`` or ``[T, N, C]`` probabilities."""
+    probs = jnp.asarray(probs, jnp.float32)
+    return probs.mean(axis=0) if probs.ndim == 3 else probs
+
+
+def least_confidence_scores(probs: Array) -> Array:
+    """``1 - max_c p̄_c``: low top-class probability = uncertain. ``[N]``."""
+    return 1.0 - mean_probs(probs).max(axis=-1)
+
+
+def margin_scores(probs: Array) -> Array:
+    """``-(p̄_(1) - p̄_(2))``: a small gap between the two top classes = uncertain."""
+    top2, _ = jax.lax.top_k(mean_probs(probs), 2)
+    return top2[:, 1] - top2[:, 0]
+
+
+def entropy_scores(probs: Array) -> Array:
+    """Predictive entropy ``-sum_c p̄_c log p̄_c`` (nats), with ``0 log 0 = 0``."""
+    p = mean_probs(probs)
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
+
+
+def score_strategy(name: str, score_fn) -> Strategy:
+    """A strategy that takes the top-k unlabeled points under ``score_fn(probs)``."""
+
+    def select(key: Array, outputs: Outputs, labeled: Array, k: int) -> Array:
+        del key  # deterministic; ties break towards the lower pool index
+        return masked_top_k(score_fn(outputs.probs), labeled, k)
+
+    return Strategy(name=name, needs=Needs(probs=True), select=select)
+
+
+def least_confidence() -> Strategy:
+    return score_strategy("least_confidence", least_confidence_scores)
+
+
+def margin() -> Strategy:
+    return score_strategy("margin", margin_scores)
+
+
+def entropy() -> Strategy:
+    return score_strategy("entropy", entropy_scores)
