@@ -50,8 +50,8 @@ def _no_propose(key: Array, labeled: Array, state: StrategyState) -> Array | Non
     return None
 
 
-def _no_update(state: StrategyState, candidates: Array, scores: Array | None) -> StrategyState:
-    del candidates, scores
+def _no_update(state: StrategyState, candidates: Array | None, outputs: Outputs) -> StrategyState:
+    del candidates, outputs
     return state
 
 
@@ -68,7 +68,19 @@ class Strategy(NamedTuple):
         (e.g. the score history of ``history_subsample``); ``()`` otherwise.
       propose: ``propose(key, labeled, state) -> int32[m] | None``: the
         candidate pool indices the model must score this round (``None``: all).
-      update: ``update(state, candidates, scores) -> state`` after selection.
+      update: ``update(state, candidates, outputs) -> state`` after selection
+        (``outputs`` are those of the candidates, or of the pool if ``None``).
+      score: ``score(outputs) -> float[N]`` (higher = more informative) for
+        strategies that rank points by a per-point score; ``None`` otherwise.
+        Wrappers such as ``history_subsample`` need it.
+
+    How the loop drives a strategy each round::
+
+        cand = s.propose(k_propose, labeled, state)            # None: whole pool
+        outs = model outputs for pool[cand] (or the pool)
+        local = s.select(k_select, outs, labeled[cand], k)     # indices into outs
+        picked = cand[local] (or local)
+        state = s.update(state, cand, outs)
     """
 
     name: str
@@ -77,6 +89,7 @@ class Strategy(NamedTuple):
     init: Callable[[int], StrategyState] = _no_state
     propose: Callable[..., Array | None] = _no_propose
     update: Callable[..., StrategyState] = _no_update
+    score: Callable[[Outputs], Array] | None = None
 
 
 # Masked top-k ---------------------------------------------------------------

@@ -44,7 +44,12 @@ def score_strategy(name: str, score_fn) -> Strategy:
         del key  # deterministic; ties break towards the lower pool index
         return masked_top_k(score_fn(outputs.probs), labeled, k)
 
-    return Strategy(name=name, needs=Needs(probs=True), select=select)
+    return Strategy(
+        name=name,
+        needs=Needs(probs=True),
+        select=select,
+        score=lambda outputs: score_fn(outputs.probs),
+    )
 
 
 def least_confidence() -> Strategy:
