@@ -1,0 +1,3 @@
+from jaxal.main import run
+
+run()
