@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import jaxal.data as D
+from jaxal.data import bundled
 from jaxal.data.transforms import longtail_counts, stratified_indices
 
 
@@ -86,9 +87,20 @@ def test_bundled_contents_match_sources(digits_raw, digits_ref):
 
 @pytest.mark.parametrize("name", D.BUNDLED)
 def test_bundled_deterministic(name):
-    a, b = D.load(_cfg(name=name)), D.load(_cfg(name=name, data_seed=7))
+    a = D.load(_cfg(name=name))
+    bundled._split.cache_clear()  # Rebuild from the sources: determinism, not a cache hit.
+    b = D.load(_cfg(name=name, data_seed=7))
     for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)  # The split never depends on data_seed.
+
+
+def test_bundled_split_is_the_documented_one(digits_raw, digits_ref):
+    from sklearn.model_selection import train_test_split
+
+    x, y = digits_ref
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=450, stratify=y, random_state=0)
+    np.testing.assert_array_equal(digits_raw.x_train, x_tr)
+    np.testing.assert_array_equal(digits_raw.y_test, y_te)
 
 
 def test_bundled_test_split_is_stratified(digits_raw, digits_ref):
@@ -322,6 +334,10 @@ def test_unavailable_when_download_fails(tmp_path, monkeypatch):
 
 
 def test_default_config():
+    cfg = D.default_config()
+    cfg.pool_size, cfg.data_dir = 5, "/x"  # Typed placeholders: overridable from flags.
+    with pytest.raises(TypeError):
+        cfg.pool_size = "five"
     assert D.default_config().to_dict() == dict(
         name="digits",
         data_dir=None,

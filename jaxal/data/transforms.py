@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import ml_collections
 import numpy as np
+from ml_collections import config_dict
 
 from jaxal.data import tfds as tfds_source
 from jaxal.data.base import Dataset
@@ -113,14 +115,18 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The ``dataset`` config block with its defaults."""
+    """The ``dataset`` config block with its defaults.
+
+    ``data_dir`` and ``pool_size`` default to ``None`` as typed placeholders, so
+    ``--config.dataset.pool_size=500`` works from the command line.
+    """
     return ml_collections.ConfigDict(
         dict(
             name="digits",
-            data_dir=None,
+            data_dir=config_dict.placeholder(str),
             download=False,
             normalize="standardize",
-            pool_size=None,
+            pool_size=config_dict.placeholder(int),
             val_size=0,
             imbalance_factor=1.0,
             data_seed=0,
@@ -161,7 +167,7 @@ def validate(cfg) -> None:
                 "tfds image-classification name is accepted (e.g. mnist, cifar10, "
                 "emnist/balanced)",
             )
-    if cfg.data_dir is not None and not isinstance(cfg.data_dir, str):
+    if cfg.data_dir is not None and not isinstance(cfg.data_dir, (str, os.PathLike)):
         raise _bad("data_dir", cfg.data_dir, "expected None or a directory path string")
     if not isinstance(cfg.download, bool):
         raise _bad("download", cfg.download, "expected True or False")
