@@ -1,0 +1,185 @@
+"""Chunked squared-distance kernels shared by the diversity strategies.
+
+All distances are squared Euclidean, computed with the expansion
+``|a|^2 + |b|^2 - 2 a.b`` (one matrix product) and clamped at 0. No function
+here builds an ``N x N`` matrix: peak memory is ``O(N * chunk_size)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def sq_norms(x: Array) -> Array:
+    """Row squared norms ``|x_i|^2``. ``[N, D] -> [N]``."""
+    return jnp.sum(x * x, axis=-1)
+
+
+def pairwise_sq_dists(a: Array, b: Array, a_sq: Array | None = None, b_sq: Array | None = None):
+    """``|a_i - b_j|^2`` for all pairs, clamped at 0. ``[n, D], [m, D] -> [n, m]``."""
+    a_sq = sq_norms(a) if a_sq is None else a_sq
+    b_sq = sq_norms(b) if b_sq is None else b_sq
+    return jnp.maximum(a_sq[:, None] + b_sq[None, :] - 2.0 * (a @ b.T), 0.0)
+
+
+def sq_dists_to_row(x: Array, x_sq: Array, i: Array) -> Array:
+    """``|x_n - x_i|^2`` for every row ``n``: one matrix-vector product. ``[N]``."""
+    return jnp.maximum(x_sq + x_sq[i] - 2.0 * (x @ x[i]), 0.0)
+
+
+def _gathered_chunks(mask: Array, chunk_size: int):
+    """Indices of ``mask``'s true entries, padded to whole chunks, and their count.
+
+    Returns ``(idx [n_chunks * chunk], count)``; entries past ``count`` are 0 and
+    must be masked by the caller.
+    """
+    n = mask.shape[0]
+    n_chunks = -(-n // chunk_size)
+    idx = jnp.nonzero(mask, size=n_chunks * chunk_size, fill_value=0)[0].astype(jnp.int32)
+    return idx, jnp.sum(mask, dtype=jnp.int32)
+
+
+def _over_member_chunks(x: Array, mask: Array, chunk_size: int, init, combine):
+    """Folds ``combine(carry, d, valid)`` over chunks of the rows selected by ``mask``.
+
+    ``d`` is the ``[N, chunk]`` block of squared distances from every row of ``x``
+    to one chunk of the selected rows, ``valid`` is ``bool[chunk]`` (padding off).
+    Only ``ceil(count / chunk)`` chunks are computed, so the cost is
+    ``O(N * count * D)`` rather than ``O(N^2 * D)``.
+    """
+    x_sq = sq_norms(x)
+    idx, count = _gathered_chunks(mask, chunk_size)
+    n_chunks = (count + chunk_size - 1) // chunk_size
+
+    def body(c, carry):
+        start = c * chunk_size
+        members = jax.lax.dynamic_slice_in_dim(idx, start, chunk_size)  # [chunk]
+        valid = start + jnp.arange(chunk_size) < count
+        d = pairwise_sq_dists(x, x[members], x_sq, x_sq[members])  # [N, chunk]
+        return combine(carry, d, valid)
+
+    return jax.lax.fori_loop(0, n_chunks, body, init)
+
+
+def min_sq_dist_to_set(x: Array, mask: Array, chunk_size: int) -> Array:
+    """``min_{j: mask_j} |x_i - x_j|^2`` for every row (``+inf`` if ``mask`` is empty).
+
+    Args:
+      x: ``[N, D]`` points.
+      mask: ``bool[N]``, the set to measure against (e.g. the labeled points).
+      chunk_size: how many set members are compared at once (memory ``N x chunk``).
+
+    Returns:
+      ``float32[N]``.
+    """
+    x = jnp.asarray(x, jnp.float32)
+
+    def combine(mind, d, valid):
+        return jnp.minimum(mind, jnp.min(jnp.where(valid[None, :], d, jnp.inf), axis=1))
+
+    init = jnp.full(x.shape[:1], jnp.inf, jnp.float32)
+    return _over_member_chunks(x, mask, chunk_size, init, combine)
+
+
+def ball_counts(x: Array, mask: Array, radius_sq: Array, chunk_size: int) -> Array:
+    """``#{j: mask_j, |x_i - x_j|^2 < radius_sq}`` for every row ``i``. ``int32[N]``."""
+    x = jnp.asarray(x, jnp.float32)
+
+    def combine(counts, d, valid):
+        inside = (d < radius_sq) & valid[None, :]
+        return counts + jnp.sum(inside, axis=1, dtype=jnp.int32)
+
+    init = jnp.zeros(x.shape[:1], jnp.int32)
+    return _over_member_chunks(x, mask, chunk_size, init, combine)
+
+
+def nearest_centroid(x: Array, centroids: Array, active: Array, chunk_size: int):
+    """Index of, and squared distance to, the nearest active centroid of every row.
+
+    Rows are processed ``chunk_size`` at a time (memory ``chunk x K``). Ties go to
+    the lower centroid index.
+
+    Args:
+      x: ``[N, D]``.
+      centroids: ``[K, D]``.
+      active: ``bool[K]``; inactive centroids are ignored.
+      chunk_size: rows per block.
+
+    Returns:
+      ``(int32[N], float32[N])``.
+    """
+    n, dim = x.shape
+    n_chunks = -(-n // chunk_size)
+    xp = jnp.pad(x, ((0, n_chunks * chunk_size - n), (0, 0))).reshape(n_chunks, chunk_size, dim)
+    c_sq = sq_norms(centroids)
+
+    def block(rows):  # [chunk, D]
+        d = pairwise_sq_dists(rows, centroids, b_sq=c_sq)
+        d = jnp.where(active[None, :], d, jnp.inf)
+        j = jnp.argmin(d, axis=1).astype(jnp.int32)
+        return j, jnp.take_along_axis(d, j[:, None], axis=1)[:, 0]
+
+    labels, dists = jax.lax.map(block, xp)
+    return labels.reshape(-1)[:n], dists.reshape(-1)[:n]
+
+
+# D^2 (k-means++) sampling -----------------------------------------------------
+
+
+def sample_by_weight(weights: Array, avail: Array, u: Array) -> Array:
+    """Inverse-CDF draw of one index with probability ``∝ weights`` among ``avail``.
+
+    The pick is the first index whose cumulative weight exceeds ``u * total``, so
+    a reference can reproduce it from the same uniform ``u``. If every available
+    weight is 0, the draw is uniform over ``avail`` instead (same rule, weight 1).
+
+    Args:
+      weights: ``float[N]``, non-negative.
+      avail: ``bool[N]``, the points that may be drawn (at least one).
+      u: scalar uniform in ``[0, 1)``.
+
+    Returns:
+      int32 scalar.
+    """
+    w = jnp.where(avail, weights, 0.0)
+    w = jnp.where(jnp.sum(w) > 0, w, avail.astype(w.dtype))
+    cdf = jnp.cumsum(w)
+    idx = jnp.searchsorted(cdf, u * cdf[-1], side="right")
+    # u * total can round up to total; never step past the last positive weight.
+    last = w.shape[0] - 1 - jnp.argmax((w > 0)[::-1])
+    return jnp.minimum(idx, last).astype(jnp.int32)
+
+
+def d2_sampling(
+    dist_to: Callable[[Array], Array], avail: Array, uniforms: Array, first: Array | None = None
+) -> Array:
+    """k-means++ seeding: each next centre drawn ``∝ D^2`` (min squared distance to chosen).
+
+    Args:
+      dist_to: ``dist_to(i) -> float[N]``, squared distances of all points to point ``i``.
+      avail: ``bool[N]`` points that may be chosen (chosen ones are removed as we go).
+      uniforms: ``float[k]`` in ``[0, 1)``; pick ``j`` uses ``uniforms[j]``.
+      first: the first centre; ``None``: drawn uniformly over ``avail`` with
+        ``uniforms[0]``.
+
+    Returns:
+      ``int32[k]`` distinct indices of available points, in the order chosen.
+    """
+    k = uniforms.shape[0]
+    if first is None:
+        first = sample_by_weight(jnp.ones(avail.shape, jnp.float32), avail, uniforms[0])
+    first = jnp.asarray(first, jnp.int32)
+    picks = jnp.zeros((k,), jnp.int32).at[0].set(first)
+    state = (dist_to(first), avail.at[first].set(False), picks)
+
+    def body(j, state):
+        mind, avail, picks = state
+        c = sample_by_weight(mind, avail, uniforms[j])
+        return jnp.minimum(mind, dist_to(c)), avail.at[c].set(False), picks.at[j].set(c)
+
+    return jax.lax.fori_loop(1, k, body, state)[2]
