@@ -13,6 +13,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+from jaxal.strategies import badge as _badge
+from jaxal.strategies import diversity as _diversity
+from jaxal.strategies import lowbudget as _lowbudget
 from jaxal.strategies import random as _random
 from jaxal.strategies import uncertainty as _uncertainty
 from jaxal.strategies.base import Needs, Outputs, Strategy, masked_top_k
@@ -24,6 +27,11 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
     "least_confidence": _uncertainty.least_confidence,
     "margin": _uncertainty.margin,
     "entropy": _uncertainty.entropy,
+    "coreset": _diversity.coreset,
+    "kmeans": _diversity.kmeans,
+    "badge": _badge.badge,
+    "typiclust": _lowbudget.typiclust,
+    "probcover": _lowbudget.probcover,
 }
 
 
