@@ -20,7 +20,7 @@ from jaxal import data as data_lib
 from jaxal import models as models_lib
 from jaxal import report
 from jaxal import strategies as strategies_lib
-from jaxal.loop import acquisition_rounds, make_engine, run_rounds
+from jaxal.loop import acquisition_rounds, make_engine, make_train_phases, run_rounds
 from jaxal.train import Data
 
 DONE = "DONE"
@@ -110,17 +110,18 @@ def run_experiment(config, workdir: str, *, overwrite: bool = False, console=Non
         disable=not progress,
         transient=True,
     )
+    phases = make_train_phases(config, model)
     with bar:
         task = bar.add_task("active learning", total=len(names) * rounds_per)
         for name in names:
             strategy = strategies_lib.get(name, **config_lib.strategy_kwargs(config, name))
-            engine = make_engine(config, model, strategy, n_pool, n_cls, budget)
+            engine = make_engine(config, model, strategy, n_pool, n_cls, budget, phases)
             bar.update(task, description=f"{name} ({engine.seed_execution} over seeds)")
 
             def on_round(rec, name=name):
                 all_rows.extend(report.rows(name, seeds, [rec]))
                 report.write_csv(os.path.join(workdir, "results.csv"), all_rows)
-                bar.console.print(report.format_row(name, rec))
+                bar.console.print(report.format_row(name, rec), soft_wrap=True)
                 bar.advance(task)
 
             state, _ = run_rounds(

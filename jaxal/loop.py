@@ -69,6 +69,15 @@ def initial_pool(key: Array, y_pool: Array, cfg, num_classes: int, capacity: int
     return labeled, order, jnp.int32(size)
 
 
+class TrainPhases(NamedTuple):
+    """The strategy-independent phases, shared by every strategy of a run (so
+    they compile once per run, not once per strategy)."""
+
+    fit: Callable  # (state, round, data) -> (variables, FitMetrics)
+    evaluate: Callable  # (variables, data) -> (acc, nll)
+    seed_execution: str
+
+
 class Engine(NamedTuple):
     """The per-seed phases of a run, already wrapped for the seed axis."""
 
@@ -80,28 +89,11 @@ class Engine(NamedTuple):
     seed_execution: str
 
 
-def make_engine(config, model: Model, strategy: Strategy, num_pool: int, num_classes: int,
-                capacity: int) -> Engine:
-    """Build the per-seed phases of one strategy's run and wrap them for S seeds."""
-    k = int(config.query_size)
-    fit_fn = train_lib.make_fit(model, config.train, capacity, int(config.train.eval_batch_size))
+def make_train_phases(config, model: Model) -> TrainPhases:
+    """Fit (re-initialising or warm-starting the model) and evaluate, over seeds."""
+    fit_fn = train_lib.make_fit(model, config.train, int(config.train.eval_batch_size))
     eval_fn = train_lib.make_evaluate(model, int(config.train.eval_batch_size))
-    predict = make_predict(
-        model,
-        strategy.needs,
-        samples=int(config.mc.samples),
-        mode=config.mc.mode,
-        chunk=int(config.score_batch_size),
-    )
     reinit = bool(config.train.reinit)
-
-    def init_seed(key: Array, data: train_lib.Data) -> SeedState:
-        labeled, order, n = initial_pool(
-            derive(key, 0, Purpose.INITIAL_POOL), data.y_pool, config.initial, num_classes,
-            capacity,
-        )
-        variables = model.init(derive(key, 0, Purpose.MODEL_INIT), data.x_pool[:1])
-        return SeedState(key, labeled, order, n, variables, strategy.init(num_pool))
 
     def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
         if reinit:
@@ -115,6 +107,40 @@ def make_engine(config, model: Model, strategy: Strategy, num_pool: int, num_cla
 
     def evaluate_seed(variables, data: train_lib.Data):
         return eval_fn(variables, data.x_test, data.y_test)
+
+    mode = parallel.resolve_seed_execution(config.seed_execution, config.model.name)
+    return TrainPhases(
+        fit=parallel.over_seeds(fit_seed, mode, (0, None, None)),
+        evaluate=parallel.over_seeds(evaluate_seed, mode, (0, None)),
+        seed_execution=mode,
+    )
+
+
+def make_engine(config, model: Model, strategy: Strategy, num_pool: int, num_classes: int,
+                capacity: int, phases: TrainPhases | None = None) -> Engine:
+    """Build the per-seed phases of one strategy's run and wrap them for S seeds.
+
+    Args:
+      phases: fit/evaluate shared with other strategies of the same run
+        (built here when ``None``).
+    """
+    k = int(config.query_size)
+    phases = phases or make_train_phases(config, model)
+    predict = make_predict(
+        model,
+        strategy.needs,
+        samples=int(config.mc.samples),
+        mode=config.mc.mode,
+        chunk=int(config.score_batch_size),
+    )
+
+    def init_seed(key: Array, data: train_lib.Data) -> SeedState:
+        labeled, order, n = initial_pool(
+            derive(key, 0, Purpose.INITIAL_POOL), data.y_pool, config.initial, num_classes,
+            capacity,
+        )
+        variables = model.init(derive(key, 0, Purpose.MODEL_INIT), data.x_pool[:1])
+        return SeedState(key, labeled, order, n, variables, strategy.init(num_pool))
 
     def score_seed(state: SeedState, round_: Array, data: train_lib.Data):
         cand = strategy.propose(
@@ -140,11 +166,11 @@ def make_engine(config, model: Model, strategy: Strategy, num_pool: int, num_cla
         )
         return new_state, picked
 
-    mode = parallel.resolve_seed_execution(config.seed_execution, config.model.name)
+    mode = phases.seed_execution
     return Engine(
         init=parallel.over_seeds(init_seed, mode, (0, None)),
-        fit=parallel.over_seeds(fit_seed, mode, (0, None, None)),
-        evaluate=parallel.over_seeds(evaluate_seed, mode, (0, None)),
+        fit=phases.fit,
+        evaluate=phases.evaluate,
         score=parallel.over_seeds(score_seed, mode, (0, None, None)),
         select=parallel.over_seeds(select_seed, mode, (0, None, 0, 0, None)),
         seed_execution=mode,

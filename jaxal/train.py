@@ -104,6 +104,29 @@ def augment(key: Array, x: Array, crop_padding: int, flip: bool) -> Array:
     return x
 
 
+def epoch_permutation(key: Array, order: Array, num_labeled: Array) -> Array:
+    """A uniform permutation of the ``num_labeled`` valid entries of ``order``.
+
+    Returns ``int32[capacity]`` whose first ``num_labeled`` entries are the labeled
+    pool indices in random order (the rest is padding).
+    """
+    capacity = order.shape[0]
+    u = jax.random.uniform(key, (capacity,))
+    u = jnp.where(jnp.arange(capacity) < num_labeled, u, 2.0)
+    return order[jnp.argsort(u)]
+
+
+def batch_indices(perm: Array, num_labeled: Array, step: Array, batch_size: int):
+    """Pool indices and loss weights of batch ``step`` of an epoch.
+
+    Batches are consecutive slices of ``perm``; the last one is filled up with
+    the epoch's first examples again, at weight 0, so shapes stay static.
+    """
+    pos = step * batch_size + jnp.arange(batch_size)
+    weight = (pos < num_labeled).astype(jnp.float32)
+    return perm[pos % jnp.maximum(num_labeled, 1)], weight
+
+
 def _merge(params, batch_stats) -> dict:
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
@@ -124,7 +147,7 @@ def make_evaluate(model: Model, batch_size: int) -> Callable:
     return evaluate
 
 
-def make_fit(model: Model, cfg, capacity: int, eval_batch_size: int = 512) -> Callable:
+def make_fit(model: Model, cfg, eval_batch_size: int = 512) -> Callable:
     """Build the per-seed, per-round training function.
 
     Args:
@@ -132,12 +155,12 @@ def make_fit(model: Model, cfg, capacity: int, eval_batch_size: int = 512) -> Ca
       cfg: the ``train`` config (``optimizer, learning_rate, momentum,
         weight_decay, schedule, epochs, batch_size, augment.{crop_padding,flip},
         early_stop.{train_accuracy, patience}``).
-      capacity: static size of the labeled-index buffer (the run's budget).
       eval_batch_size: chunk size for validation passes.
 
     Returns:
       ``fit(variables, order, num_labeled, key, data) -> (variables, FitMetrics)``;
-      pure and jit/vmap-able. ``order`` is ``int32[capacity]``.
+      pure and jit/vmap-able. ``order`` is the ``int32[capacity]`` labeled-index
+      buffer (capacity = the run's budget).
     """
     tx = make_optimizer(cfg)
     bsz = int(cfg.batch_size)
@@ -168,16 +191,11 @@ def make_fit(model: Model, cfg, capacity: int, eval_batch_size: int = 512) -> Ca
         def epoch_body(carry):
             epoch, step0, params, batch_stats, opt_state, best, _, _, _ = carry
             k_epoch = jax.random.fold_in(key, epoch)
-            # A uniform permutation of the n valid slots of `order`; padding last.
-            u = jax.random.uniform(jax.random.fold_in(k_epoch, 0), (capacity,))
-            u = jnp.where(jnp.arange(capacity) < n, u, 2.0)
-            perm = order[jnp.argsort(u)]
+            perm = epoch_permutation(jax.random.fold_in(k_epoch, 0), order, n)
 
             def step_body(i, c):
                 params, batch_stats, opt_state, correct, loss_sum = c
-                pos = i * bsz + jnp.arange(bsz)
-                w = (pos < n).astype(jnp.float32)
-                idx = perm[pos % jnp.maximum(n, 1)]
+                idx, w = batch_indices(perm, n, i, bsz)
                 k_step = jax.random.fold_in(k_epoch, i + 1)
                 k_aug, k_drop = jax.random.split(k_step)
                 x = augment(k_aug, data.x_pool[idx], crop, flip)

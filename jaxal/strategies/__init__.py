@@ -14,10 +14,13 @@ import inspect
 from collections.abc import Callable
 
 from jaxal.strategies import badge as _badge
+from jaxal.strategies import batch as _batch
+from jaxal.strategies import bayesian as _bayesian
 from jaxal.strategies import diversity as _diversity
 from jaxal.strategies import lowbudget as _lowbudget
 from jaxal.strategies import random as _random
 from jaxal.strategies import uncertainty as _uncertainty
+from jaxal.strategies import wrappers as _wrappers
 from jaxal.strategies.base import Needs, Outputs, Strategy, masked_top_k
 
 # name -> factory(**params) -> Strategy. Factories' keyword arguments are the
@@ -32,6 +35,16 @@ REGISTRY: dict[str, Callable[..., Strategy]] = {
     "badge": _badge.badge,
     "typiclust": _lowbudget.typiclust,
     "probcover": _lowbudget.probcover,
+    "variation_ratios": _bayesian.variation_ratios,
+    "bald": _bayesian.bald,
+    "mean_std": _bayesian.mean_std,
+    "vote_entropy": _bayesian.vote_entropy,
+    "batchbald": _batch.batchbald,
+    "power": _wrappers.power,
+    "softmax": _wrappers.softmax,
+    "softrank": _wrappers.softrank,
+    "subsample": _wrappers.subsample,
+    "history_subsample": _wrappers.history_subsample,
 }
 
 
