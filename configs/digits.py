@@ -31,7 +31,7 @@ def get_config(arg: str | None = None):
         c.num_seeds = 2
         c.query_size = 10
         c.budget = 50
-        c.train.epochs = 5
+        c.train.epochs = 20
     elif arg not in (None, ""):
         raise ValueError(f"unknown variant {arg!r} of configs/digits.py; allowed: smoke")
     return c

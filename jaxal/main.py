@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,16 +34,39 @@ def _parse(argv: list[str]) -> list[str]:
         rest = flags.FLAGS(argv)
         if _CONFIG.value is None:
             _die("--config is required, e.g. --config=configs/digits.py:smoke")
+        _CONFIG.value.keys()  # a config file that failed to load raises here
         if not _WORKDIR.value:
             _die("--workdir is required")
-    except flags.Error as e:
-        _die(" ".join(str(e).split()))
-    except (KeyError, AttributeError, TypeError, ValueError, FileNotFoundError) as e:
-        _die(" ".join(str(e).split()))
+    except (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError) as e:
+        _die(_flag_error_message(e, argv))
     return rest
 
 
+def argv_flag(argv: list[str], name: str) -> str:
+    return next((a for a in argv if a.lstrip("-").startswith(name + "=")), f"--{name}")
+
+
+def _flag_error_message(error: Exception, argv: list[str]) -> str:
+    """One readable line for a flag error; unknown ``--config.<key>`` names the key."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    if any(ln.startswith("Traceback") for ln in lines):
+        lines = [f"{argv_flag(argv, 'config')}: {lines[-1]}"]  # the config file's own error
+    text = " ".join(" ".join(lines).split())
+    if "Failed loading config file" in text and "No such file" in text:
+        path = argv_flag(argv, "config").split("=", 1)[-1].split(":")[0]
+        return f"--config: no such config file {path!r}"
+    if isinstance(error, KeyError | AttributeError):
+        bad = str(error.args[0]).strip("'\"") if error.args else ""
+        for arg in argv[1:]:
+            name = arg.split("=", 1)[0].lstrip("-")
+            if name.startswith("config.") and name.split(".")[-1] == bad:
+                return (f"unknown config key {name}: {'.'.join(name.split('.')[:-1])} has no "
+                        f"field {bad!r} (see the config file or jaxal/config.py for the keys)")
+    return text
+
+
 def _main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)  # no INFO chatter (backend probing, fonts)
     if len(argv) > 1:
         _die(f"unexpected arguments: {' '.join(argv[1:])}")
     from jaxal.config import ConfigError

@@ -138,7 +138,7 @@ def summary_table(all_rows: Sequence[dict]):
     cv = curves(all_rows)
     labels = sorted({int(n) for v in cv.values() for n in v[0]})
     seeds = len({r["seed"] for r in all_rows})
-    table = Table(title=f"test accuracy (%), mean ± std over {seeds} seeds")
+    table = Table(caption=f"test accuracy %, mean ± std over {seeds} seeds")
     table.add_column("labels", justify="right")
     for s in cv:
         table.add_column(s, justify="right")

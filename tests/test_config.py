@@ -1,0 +1,116 @@
+"""Bad configs stop with one line naming the key, before anything compiles."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+from conftest import tiny_config
+
+from jaxal import config as config_lib
+from jaxal import data as data_lib
+from jaxal.experiment import run_experiment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BAD = [
+    # (overrides, key named in the message, a word of the allowed values/rule)
+    ({"strategy": "nope"}, "config.strategy", "entropy"),
+    ({"strategy": "random,bogus"}, "config.strategy", "margin"),
+    ({"model.name": "bogus"}, "config.model.name", "resnet18"),
+    ({"model.width": 2}, "config.model.width", "accepts"),
+    ({"dataset.name": "no_such_dataset"}, "dataset.name", "digits"),
+    ({"dataset.normalize": "zscore"}, "dataset.normalize", "standardize"),
+    ({"query_size": 0}, "config.query_size", ">= 1"),
+    ({"query_size": -3}, "config.query_size", ">= 1"),
+    ({"train.learning_rate": 0.0}, "config.train.learning_rate", "positive"),
+    ({"train.learning_rate": -1e-3}, "config.train.learning_rate", "positive"),
+    ({"train.epochs": 0}, "config.train.epochs", "positive"),
+    ({"train.optimizer": "lion"}, "config.train.optimizer", "adamw"),
+    ({"train.schedule": "step"}, "config.train.schedule", "cosine"),
+    ({"seed_execution": "pmap"}, "config.seed_execution", "vmap"),
+    ({"initial.strategy": "kmeans"}, "config.initial.strategy", "class_balanced"),
+    ({"mc.mode": "half"}, "config.mc.mode", "head"),
+    ({"strategy_params.beta": 2.0}, "config.strategy_params.beta", "not a parameter"),
+    ({"train.early_stop.patience": 3}, "config.train.early_stop.patience", "val_size"),
+    ({"budget": None}, "config.budget", "num_rounds"),
+]
+
+BAD_SIZES = [
+    ({"budget": 5000}, "config.budget", "pool size 1347"),
+    ({"initial.size": 2000, "budget": 1300}, "config.initial.size", "pool size"),
+    ({"initial.size": 40, "budget": 30}, "config.initial.size", "budget 30"),
+    ({"initial.strategy": "class_balanced", "initial.per_class": 500},
+     "config.initial.per_class", "smallest class"),
+]
+
+
+def _compile_counter():
+    events = []
+
+    def listener(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(event)
+
+    return events, listener
+
+
+@pytest.mark.parametrize("overrides,key,allowed", BAD + BAD_SIZES)
+def test_bad_config_names_key_and_allowed_before_compiling(overrides, key, allowed, tmp_path):
+    config = tiny_config(**overrides)
+    events, listener = _compile_counter()
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        with pytest.raises(config_lib.ConfigError) as e:
+            run_experiment(config, str(tmp_path / "w"), progress=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    msg = str(e.value)
+    assert key in msg and allowed in msg and "\n" not in msg, msg
+    assert events == [], "compiled before rejecting the config"
+    assert not (tmp_path / "w").exists(), "wrote to the workdir before rejecting the config"
+
+
+def test_the_quickstart_config_is_valid():
+    for variant in ("", "smoke"):
+        sys.path.insert(0, os.path.join(REPO, "configs"))
+        try:
+            import digits
+        finally:
+            sys.path.pop(0)
+        config = digits.get_config(variant)
+        config_lib.validate(config)
+        config_lib.validate_sizes(config, data_lib.load(config.dataset))
+
+
+def _cli(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxal", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "flag,expected",
+    [
+        ("--config.foo=1", "unknown config key config.foo"),
+        ("--config.train.nope=1", "unknown config key config.train.nope"),
+        ("--config.strategy=nope", "config.strategy='nope'"),
+        ("--config.budget=100000", "config.budget=100000"),
+        ("--config.train.epochs=abc", "config.train.epochs"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_status_2(flag, expected, tmp_path):
+    r = _cli("--config=configs/digits.py:smoke", f"--workdir={tmp_path / 'w'}", flag)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("jaxal: error:") and expected in lines[0], lines
+    assert not (tmp_path / "w").exists()
+
+
+def test_cli_missing_config_file_and_variant(tmp_path):
+    r = _cli("--config=configs/nonexistent.py", f"--workdir={tmp_path}")
+    assert r.returncode == 2 and "no such config file" in r.stderr
+    r = _cli("--config=configs/digits.py:bogus", f"--workdir={tmp_path}")
+    assert r.returncode == 2 and "unknown variant 'bogus'" in r.stderr
