@@ -26,6 +26,7 @@ space, so long batches do not underflow. Candidates are scored in chunks of
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -211,6 +212,7 @@ def num_exact_steps(num_classes: int, k: int, num_samples: int) -> int:
     return steps
 
 
+@functools.partial(jax.jit, static_argnames=("k", "num_samples", "chunk_size"))
 def batchbald_select(
     key: Array,
     probs: Array,
@@ -220,7 +222,7 @@ def batchbald_select(
     num_samples: int = 1000,
     chunk_size: int = 1024,
 ) -> Array:
-    """Greedy BatchBALD batch of ``k`` distinct indices (jit-able, ``k`` static).
+    """Greedy BatchBALD batch of ``k`` distinct indices (jitted, ``k`` static).
 
     Args:
       key: PRNG key for the sampled configurations (unused while exact).

@@ -81,8 +81,10 @@ def softrank_log_weights(scores: Array, labeled: Array, beta: float) -> Array:
     only after every real score).
     """
     order = jnp.argsort(-rank_key(scores, labeled), stable=True)
-    ranks = jnp.zeros(order.shape, jnp.float32).at[order].set(
-        jnp.arange(1, order.shape[0] + 1, dtype=jnp.float32)
+    ranks = (
+        jnp.zeros(order.shape, jnp.float32)
+        .at[order]
+        .set(jnp.arange(1, order.shape[0] + 1, dtype=jnp.float32))
     )
     return jnp.where(jnp.isnan(scores), jnp.nan, -beta * jnp.log(ranks))
 
@@ -113,9 +115,7 @@ def power(base: BaseSpec = "bald", beta: float = 1.0, base_params: dict | None =
       beta: coldness ``β >= 0``.
       base_params: keyword parameters of the base strategy.
     """
-    return _stochastic(
-        "power", base, beta, base_params, lambda s, lab: power_log_weights(s, beta)
-    )
+    return _stochastic("power", base, beta, base_params, lambda s, lab: power_log_weights(s, beta))
 
 
 def softmax(base: BaseSpec = "bald", beta: float = 1.0, base_params: dict | None = None):
@@ -173,9 +173,7 @@ def subsample(base: BaseSpec = "entropy", m: int = 10_000, base_params: dict | N
         check_static_k(labeled.shape[0], m)
         return masked_top_k(jax.random.uniform(key, labeled.shape), labeled, m)
 
-    return inner._replace(
-        name="subsample", propose=propose, select=_delegate_select(inner)
-    )
+    return inner._replace(name="subsample", propose=propose, select=_delegate_select(inner))
 
 
 class HistoryState(NamedTuple):
