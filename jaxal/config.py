@@ -19,9 +19,9 @@ from jaxal import strategies as strategies_lib
 from jaxal import train as train_lib
 
 SEED_EXECUTION = ("auto", "vmap", "loop")
+STEP_LOOP = ("auto", "device", "host")
 INITIAL = ("random", "class_balanced")
 MC_MODES = ("full", "head")
-
 
 
 def _model_keys() -> list[str]:
@@ -69,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.epochs = 50
     c.train.batch_size = 64
     c.train.eval_batch_size = 512
+    # Where the step loop runs: "device" (one jitted while_loop per round),
+    # "host" (Python loop of jitted steps; faster for conv nets on XLA:CPU), "auto".
+    c.train.step_loop = "auto"
     c.train.reinit = True  # re-initialise the model each round (False: warm start)
     c.train.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": False})
     c.train.early_stop = ml_collections.ConfigDict()
@@ -104,9 +107,7 @@ def model_kwargs(config) -> dict:
 
 def strategy_kwargs(config, name: str) -> dict:
     accepted = strategies_lib.params_of(name)
-    return {
-        k: v for k, v in config.strategy_params.items() if v is not None and k in accepted
-    }
+    return {k: v for k, v in config.strategy_params.items() if v is not None and k in accepted}
 
 
 def initial_size(config, num_classes: int | None = None) -> int:
@@ -139,11 +140,16 @@ def validate(config) -> None:
     accepted = models_lib.params_of(config.model.name)
     for key, value in model_kwargs(config).items():
         if key not in accepted:
-            _fail(f"model.{key}", value,
-                  f"model {config.model.name!r} accepts: {', '.join(accepted) or '(nothing)'}")
+            _fail(
+                f"model.{key}",
+                value,
+                f"model {config.model.name!r} accepts: {', '.join(accepted) or '(nothing)'}",
+            )
     t = config.train
     if t.optimizer not in train_lib.OPTIMIZERS:
         _fail("train.optimizer", t.optimizer, f"allowed: {', '.join(train_lib.OPTIMIZERS)}")
+    if t.step_loop not in STEP_LOOP:
+        _fail("train.step_loop", t.step_loop, f"allowed: {', '.join(STEP_LOOP)}")
     if t.schedule not in train_lib.SCHEDULES:
         _fail("train.schedule", t.schedule, f"allowed: {', '.join(train_lib.SCHEDULES)}")
     for key in ("learning_rate", "epochs", "batch_size", "eval_batch_size"):
@@ -163,8 +169,11 @@ def validate(config) -> None:
         if es.patience < 1:
             _fail("train.early_stop.patience", es.patience, "must be >= 1 or None")
         if not config.dataset.val_size:
-            _fail("train.early_stop.patience", es.patience,
-                  "needs a validation split: set config.dataset.val_size > 0")
+            _fail(
+                "train.early_stop.patience",
+                es.patience,
+                "needs a validation split: set config.dataset.val_size > 0",
+            )
     if config.initial.strategy not in INITIAL:
         _fail("initial.strategy", config.initial.strategy, f"allowed: {', '.join(INITIAL)}")
     if config.initial.strategy == "random" and int(config.initial.size) < 1:
@@ -214,14 +223,23 @@ def validate_sizes(config, dataset) -> None:
 
         smallest = int(np.bincount(dataset.y_train, minlength=c).min())
         if config.initial.per_class > smallest:
-            _fail("initial.per_class", config.initial.per_class,
-                  f"the smallest class of the pool has {smallest} points")
+            _fail(
+                "initial.per_class",
+                config.initial.per_class,
+                f"the smallest class of the pool has {smallest} points",
+            )
     key = "initial.size" if config.initial.strategy == "random" else "initial.per_class"
     if init > n:
-        _fail(key, getattr(config.initial, key.split(".")[1]),
-              f"the initial pool ({init}) must not exceed the pool size {n}")
+        _fail(
+            key,
+            getattr(config.initial, key.split(".")[1]),
+            f"the initial pool ({init}) must not exceed the pool size {n}",
+        )
     if total > n:
         _fail("budget", total, f"must not exceed the pool size {n}")
     if init > total:
-        _fail(key, getattr(config.initial, key.split(".")[1]),
-              f"the initial pool ({init}) must not exceed the budget {total}")
+        _fail(
+            key,
+            getattr(config.initial, key.split(".")[1]),
+            f"the initial pool ({init}) must not exceed the budget {total}",
+        )

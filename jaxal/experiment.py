@@ -39,16 +39,21 @@ def check_workdir(workdir: str, overwrite: bool) -> None:
 
 
 def to_device(ds: data_lib.Dataset) -> Data:
-    return Data(*(jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test,
-                                            ds.x_val, ds.y_val)))
+    return Data(
+        *(
+            jnp.asarray(a)
+            for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.x_val, ds.y_val)
+        )
+    )
 
 
 def seeds_of(config) -> np.ndarray:
     return np.arange(int(config.seed), int(config.seed) + int(config.num_seeds))
 
 
-def run_experiment(config, workdir: str, *, overwrite: bool = False, console=None,
-                   progress: bool = True) -> list[dict]:
+def run_experiment(
+    config, workdir: str, *, overwrite: bool = False, console=None, progress: bool = True
+) -> list[dict]:
     """Run every strategy of ``config`` for all its seeds; write results to ``workdir``.
 
     Args:
@@ -66,8 +71,14 @@ def run_experiment(config, workdir: str, *, overwrite: bool = False, console=Non
       WorkdirError: ``workdir`` holds a finished run and ``overwrite`` is False.
     """
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = console or Console()
     config_lib.validate(config)
@@ -125,16 +136,23 @@ def run_experiment(config, workdir: str, *, overwrite: bool = False, console=Non
                 bar.advance(task)
 
             state, _ = run_rounds(
-                engine, seeds, data, init_size=init, query_size=int(config.query_size),
-                budget=budget, on_round=on_round,
+                engine,
+                seeds,
+                data,
+                init_size=init,
+                query_size=int(config.query_size),
+                budget=budget,
+                on_round=on_round,
             )
             orders[name] = np.asarray(state.order)
             rounds[name] = acquisition_rounds(orders[name], init, int(config.query_size))
 
-    report.write_labeled_indices(os.path.join(workdir, "labeled_indices.npz"), orders, rounds,
-                                 seeds)
-    report.plot_learning_curves(os.path.join(workdir, "learning_curve.png"), all_rows,
-                                title=f"{ds.name} / {model.name}")
+    report.write_labeled_indices(
+        os.path.join(workdir, "labeled_indices.npz"), orders, rounds, seeds
+    )
+    report.plot_learning_curves(
+        os.path.join(workdir, "learning_curve.png"), all_rows, title=f"{ds.name} / {model.name}"
+    )
     console.print(report.summary_table(all_rows))
     console.print(f"results in {os.path.abspath(workdir)}")
     with open(os.path.join(workdir, DONE), "w") as f:
@@ -144,4 +162,3 @@ def run_experiment(config, workdir: str, *, overwrite: bool = False, console=Non
 
 def load_rows(workdir: str) -> Sequence[dict]:
     return report.read_csv(os.path.join(workdir, "results.csv"))
-

@@ -91,33 +91,84 @@ class Engine(NamedTuple):
 
 def make_train_phases(config, model: Model) -> TrainPhases:
     """Fit (re-initialising or warm-starting the model) and evaluate, over seeds."""
-    fit_fn = train_lib.make_fit(model, config.train, int(config.train.eval_batch_size))
-    eval_fn = train_lib.make_evaluate(model, int(config.train.eval_batch_size))
+    eval_bs = int(config.train.eval_batch_size)
+    eval_fn = train_lib.make_evaluate(model, eval_bs)
     reinit = bool(config.train.reinit)
+    mode = parallel.resolve_seed_execution(config.seed_execution, config.model.name)
+    step_loop = parallel.resolve_step_loop(config.train.step_loop, config.model.name)
 
-    def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
+    def start_variables(state: SeedState, round_: Array, data: train_lib.Data):
         if reinit:
-            variables = model.init(derive(state.key, round_, Purpose.MODEL_INIT), data.x_pool[:1])
-        else:
-            variables = state.variables
-        return fit_fn(
-            variables, state.order, state.num_labeled, derive(state.key, round_, Purpose.TRAIN),
-            data,
-        )
+            return model.init(derive(state.key, round_, Purpose.MODEL_INIT), data.x_pool[:1])
+        return state.variables
+
+    def ctx(state: SeedState, round_: Array):
+        return state.order, state.num_labeled, derive(state.key, round_, Purpose.TRAIN)
 
     def evaluate_seed(variables, data: train_lib.Data):
         return eval_fn(variables, data.x_test, data.y_test)
 
-    mode = parallel.resolve_seed_execution(config.seed_execution, config.model.name)
+    if step_loop == "device":
+        fit_fn = train_lib.make_fit(model, config.train, eval_bs)
+
+        def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
+            return fit_fn(start_variables(state, round_, data), *ctx(state, round_), data)
+
+        fit = parallel.over_seeds(fit_seed, mode, (0, None, None))
+    else:
+        fit = _host_fit_over_seeds(
+            train_lib.make_fit_parts(model, config.train, eval_bs),
+            config.train.batch_size,
+            mode,
+            start_variables,
+            ctx,
+        )
     return TrainPhases(
-        fit=parallel.over_seeds(fit_seed, mode, (0, None, None)),
+        fit=fit,
         evaluate=parallel.over_seeds(evaluate_seed, mode, (0, None)),
         seed_execution=mode,
     )
 
 
-def make_engine(config, model: Model, strategy: Strategy, num_pool: int, num_classes: int,
-                capacity: int, phases: TrainPhases | None = None) -> Engine:
+def _host_fit_over_seeds(
+    parts: train_lib.FitParts, batch_size: int, mode: str, start_variables: Callable, ctx: Callable
+) -> Callable:
+    """The host step loop (``train.step_loop = host``) over the seed axis."""
+    seed_axes = (0, 0, 0, 0, None)  # carry/variables, order, num_labeled, key, data
+    if mode == "vmap":
+        wrap = lambda f, axes: jax.jit(jax.vmap(f, in_axes=axes))  # noqa: E731
+    else:
+        wrap = lambda f, axes: jax.jit(f)  # noqa: E731
+    jparts = train_lib.FitParts(
+        start=wrap(parts.start, seed_axes),
+        begin_epoch=wrap(train_lib.masked(parts.begin_epoch), seed_axes),
+        step=wrap(train_lib.masked(parts.step), (0, None, 0, 0, 0, None)),
+        end_epoch=wrap(train_lib.masked(parts.end_epoch), seed_axes),
+        finish=wrap(parts.finish, (0,)),
+    )
+    driver = train_lib.host_fit(jparts, int(batch_size))
+    first = wrap(lambda s, r, d: (start_variables(s, r, d), *ctx(s, r)), (0, None, None))
+
+    def fit(state: SeedState, round_: Array, data: train_lib.Data):
+        if mode == "vmap":
+            return driver(*first(state, round_, data), data)
+        outs = []
+        for i in range(state.num_labeled.shape[0]):
+            outs.append(driver(*first(parallel.tree_index(state, i), round_, data), data))
+        return parallel.tree_stack(outs)
+
+    return fit
+
+
+def make_engine(
+    config,
+    model: Model,
+    strategy: Strategy,
+    num_pool: int,
+    num_classes: int,
+    capacity: int,
+    phases: TrainPhases | None = None,
+) -> Engine:
     """Build the per-seed phases of one strategy's run and wrap them for S seeds.
 
     Args:
@@ -136,7 +187,10 @@ def make_engine(config, model: Model, strategy: Strategy, num_pool: int, num_cla
 
     def init_seed(key: Array, data: train_lib.Data) -> SeedState:
         labeled, order, n = initial_pool(
-            derive(key, 0, Purpose.INITIAL_POOL), data.y_pool, config.initial, num_classes,
+            derive(key, 0, Purpose.INITIAL_POOL),
+            data.y_pool,
+            config.initial,
+            num_classes,
             capacity,
         )
         variables = model.init(derive(key, 0, Purpose.MODEL_INIT), data.x_pool[:1])
@@ -242,5 +296,3 @@ def acquisition_rounds(order: np.ndarray, init_size: int, query_size: int) -> np
     pos = np.arange(order.shape[-1])
     rounds = np.where(pos < init_size, 0, (pos - init_size) // query_size + 1)
     return np.where(order >= 0, rounds, -1)
-
-

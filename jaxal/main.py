@@ -60,8 +60,10 @@ def _flag_error_message(error: Exception, argv: list[str]) -> str:
         for arg in argv[1:]:
             name = arg.split("=", 1)[0].lstrip("-")
             if name.startswith("config.") and name.split(".")[-1] == bad:
-                return (f"unknown config key {name}: {'.'.join(name.split('.')[:-1])} has no "
-                        f"field {bad!r} (see the config file or jaxal/config.py for the keys)")
+                return (
+                    f"unknown config key {name}: {'.'.join(name.split('.')[:-1])} has no "
+                    f"field {bad!r} (see the config file or jaxal/config.py for the keys)"
+                )
     return text
 
 
@@ -74,7 +76,9 @@ def _main(argv: list[str]) -> None:
 
     try:
         run_experiment(
-            _CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
+            _CONFIG.value,
+            _WORKDIR.value,
+            overwrite=_OVERWRITE.value,
             progress=not _NO_PROGRESS.value,
         )
     except (ConfigError, WorkdirError) as e:

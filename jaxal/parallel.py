@@ -33,6 +33,20 @@ def resolve_seed_execution(mode: str, model_name: str, platform: str | None = No
     return "vmap"
 
 
+def resolve_step_loop(mode: str, model_name: str, platform: str | None = None) -> str:
+    """Where a round's training step loop runs: ``device`` or ``host``.
+
+    ``device``: all epochs inside one jitted ``lax.while_loop`` (no per-step
+    dispatch; best for MLPs everywhere and for every model on GPU/TPU).
+    ``host``: a Python loop of jitted steps: on XLA:CPU conv gradients inside a
+    loop primitive run ~30x slower, so ``auto`` picks it for conv nets on CPU.
+    """
+    if mode != "auto":
+        return mode
+    platform = platform or jax.default_backend()
+    return "host" if platform == "cpu" and model_name in _CONV_MODELS else "device"
+
+
 def tree_index(tree, i: int):
     return jax.tree.map(lambda a: a[i], tree)
 
@@ -68,7 +82,9 @@ def over_seeds(fn: Callable, mode: str, in_axes: tuple, static_argnums=()) -> Ca
         }
         (s,) = sizes
         outs = [
-            jitted(*[tree_index(a, i) if ax == 0 else a for a, ax in zip(args, in_axes, strict=True)])
+            jitted(
+                *[tree_index(a, i) if ax == 0 else a for a, ax in zip(args, in_axes, strict=True)]
+            )
             for i in range(s)
         ]
         return tree_stack(outs)

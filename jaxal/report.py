@@ -74,7 +74,9 @@ def curves(all_rows: Sequence[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, 
     for strategy in dict.fromkeys(r["strategy"] for r in all_rows):
         sub = [r for r in all_rows if r["strategy"] == strategy]
         labels = sorted({int(r["num_labeled"]) for r in sub})
-        acc = [[float(r["test_accuracy"]) for r in sub if int(r["num_labeled"]) == n] for n in labels]
+        acc = [
+            [float(r["test_accuracy"]) for r in sub if int(r["num_labeled"]) == n] for n in labels
+        ]
         out[strategy] = (
             np.array(labels),
             np.array([np.mean(a) for a in acc]),
@@ -108,8 +110,9 @@ def plot_learning_curves(path: str, all_rows: Sequence[dict], title: str = "") -
     plt.close(fig)
 
 
-def write_labeled_indices(path: str, orders: dict[str, np.ndarray], rounds: dict[str, np.ndarray],
-                          seeds: Sequence[int]) -> None:
+def write_labeled_indices(
+    path: str, orders: dict[str, np.ndarray], rounds: dict[str, np.ndarray], seeds: Sequence[int]
+) -> None:
     """``{strategy}/order`` ``[S, budget]`` pool indices in acquisition order and
     ``{strategy}/round`` ``[S, budget]`` the round each was labeled (0 = initial)."""
     arrays = {"seeds": np.asarray(seeds)}

@@ -13,8 +13,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_cli_smoke_run_writes_results_and_refuses_to_overwrite(tmp_path):
     work = tmp_path / "run"
-    cmd = [sys.executable, "-m", "jaxal", "--config=configs/digits.py:smoke",
-           f"--workdir={work}", "--config.num_seeds=3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxal",
+        "--config=configs/digits.py:smoke",
+        f"--workdir={work}",
+        "--config.num_seeds=3",
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "mean ± std over 3 seeds" in " ".join(r.stdout.split())  # the per-round table
@@ -24,8 +30,17 @@ def test_cli_smoke_run_writes_results_and_refuses_to_overwrite(tmp_path):
 
     with open(work / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    need = {"strategy", "seed", "round", "num_labeled", "test_accuracy", "test_nll",
-            "train_seconds", "score_seconds", "select_seconds"}
+    need = {
+        "strategy",
+        "seed",
+        "round",
+        "num_labeled",
+        "test_accuracy",
+        "test_nll",
+        "train_seconds",
+        "score_seconds",
+        "select_seconds",
+    }
     assert need <= set(rows[0])
     # 2 strategies x 3 seeds x 4 rounds (20 -> 30 -> 40 -> 50 labels)
     assert len(rows) == 2 * 3 * 4

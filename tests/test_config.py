@@ -41,8 +41,11 @@ BAD_SIZES = [
     ({"budget": 5000}, "config.budget", "pool size 1347"),
     ({"initial.size": 2000, "budget": 1300}, "config.initial.size", "pool size"),
     ({"initial.size": 40, "budget": 30}, "config.initial.size", "budget 30"),
-    ({"initial.strategy": "class_balanced", "initial.per_class": 500},
-     "config.initial.per_class", "smallest class"),
+    (
+        {"initial.strategy": "class_balanced", "initial.per_class": 500},
+        "config.initial.per_class",
+        "smallest class",
+    ),
 ]
 
 
@@ -86,7 +89,10 @@ def test_the_quickstart_config_is_valid():
 
 def _cli(*args, cwd=REPO):
     return subprocess.run(
-        [sys.executable, "-m", "jaxal", *args], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, "-m", "jaxal", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 

@@ -22,9 +22,13 @@ def run(config, strategy=None, on_round=None):
     budget = config_lib.budget(config, n_cls)
     engine = make_engine(config, model, strat, ds.x_train.shape[0], n_cls, budget)
     state, recs = run_rounds(
-        engine, seeds_of(config), to_device(ds),
-        init_size=config_lib.initial_size(config, n_cls), query_size=int(config.query_size),
-        budget=budget, on_round=on_round,
+        engine,
+        seeds_of(config),
+        to_device(ds),
+        init_size=config_lib.initial_size(config, n_cls),
+        query_size=int(config.query_size),
+        budget=budget,
+        on_round=on_round,
     )
     return engine, state, recs
 
@@ -33,9 +37,9 @@ def metrics(recs):
     return np.stack([np.stack([r.test_accuracy, r.test_nll, r.train_accuracy]) for r in recs])
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_vmap_and_loop_give_identical_pools_and_metrics(model):
-    over = {"model.name": model, "model.dropout": 0.5}
+@pytest.mark.parametrize("model,step_loop", [("mlp", "device"), ("mlp", "host"), ("cnn", "host")])
+def test_vmap_and_loop_give_identical_pools_and_metrics(model, step_loop):
+    over = {"model.name": model, "model.dropout": 0.5, "train.step_loop": step_loop}
     if model == "cnn":
         over.update({"model.hidden": None, "model.padding": "SAME", "budget": 20})
     _, s_vmap, r_vmap = run(tiny_config(seed_execution="vmap", **over))
@@ -46,6 +50,15 @@ def test_vmap_and_loop_give_identical_pools_and_metrics(model):
     # batched vs unbatched matmul/conv (accuracies exactly).
     np.testing.assert_array_equal(metrics(r_vmap)[:, 0], metrics(r_loop)[:, 0])
     np.testing.assert_allclose(metrics(r_vmap), metrics(r_loop), rtol=2e-5, atol=1e-6)
+
+
+def test_host_and_device_step_loops_agree():
+    over = {"model.dropout": 0.5, "train.early_stop.train_accuracy": 0.9, "train.epochs": 8}
+    _, s_dev, r_dev = run(tiny_config(**{"train.step_loop": "device"}, **over))
+    _, s_host, r_host = run(tiny_config(**{"train.step_loop": "host"}, **over))
+    np.testing.assert_array_equal(np.asarray(s_dev.order), np.asarray(s_host.order))
+    np.testing.assert_array_equal([r.train_epochs for r in r_dev], [r.train_epochs for r in r_host])
+    np.testing.assert_allclose(metrics(r_dev), metrics(r_host), rtol=2e-5, atol=1e-6)
 
 
 def test_same_seed_is_bit_identical_and_seeds_differ():

@@ -32,8 +32,10 @@ def test_every_labeled_point_is_seen_exactly_once_per_epoch(n, bsz):
 
 def test_permutations_differ_between_epochs_and_are_uniformish():
     order = jnp.arange(5, dtype=jnp.int32)
-    firsts = [int(train_lib.epoch_permutation(jax.random.key(e), order, jnp.int32(5))[0])
-              for e in range(500)]
+    firsts = [
+        int(train_lib.epoch_permutation(jax.random.key(e), order, jnp.int32(5))[0])
+        for e in range(500)
+    ]
     counts = np.bincount(firsts, minlength=5)
     assert counts.min() > 60, counts  # expected 100 each
 
@@ -50,8 +52,9 @@ def test_cosine_schedule_and_constant():
 
 @pytest.mark.parametrize("opt", ["sgd", "adam", "adamw"])
 def test_optimizers_step_towards_lower_loss(opt):
-    cfg = tiny_config(**{"train.optimizer": opt, "train.weight_decay": 1e-4,
-                         "train.learning_rate": 0.05}).train
+    cfg = tiny_config(
+        **{"train.optimizer": opt, "train.weight_decay": 1e-4, "train.learning_rate": 0.05}
+    ).train
     tx = train_lib.make_optimizer(cfg)
     params = {"w": jnp.array([3.0, -2.0])}
     state = tx.init(params)
@@ -63,8 +66,14 @@ def test_optimizers_step_towards_lower_loss(opt):
 
 
 def test_weight_decay_shrinks_weights_without_gradient():
-    cfg = tiny_config(**{"train.optimizer": "sgd", "train.momentum": 0.0,
-                         "train.weight_decay": 0.5, "train.learning_rate": 0.1}).train
+    cfg = tiny_config(
+        **{
+            "train.optimizer": "sgd",
+            "train.momentum": 0.0,
+            "train.weight_decay": 0.5,
+            "train.learning_rate": 0.1,
+        }
+    ).train
     tx = train_lib.make_optimizer(cfg)
     params = {"w": jnp.array([2.0])}
     updates, _ = tx.update({"w": jnp.array([0.0])}, tx.init(params), params)
@@ -84,7 +93,7 @@ def test_augment_crop_shifts_and_flip_mirrors():
         c = np.asarray(train_lib.augment(jax.random.key(s), x, 1, False))
         for b in range(2):
             padded = np.pad(np.asarray(x[b]), ((1, 1), (1, 1), (0, 0)))
-            windows = [padded[i:i + 4, j:j + 4] for i in range(3) for j in range(3)]
+            windows = [padded[i : i + 4, j : j + 4] for i in range(3) for j in range(3)]
             assert any(np.array_equal(c[b], w) for w in windows)
 
 
@@ -99,28 +108,42 @@ def _fit(config, n=40):
 
 
 def test_fit_runs_exact_steps_and_learns():
-    config = tiny_config(**{"train.epochs": 30, "train.batch_size": 16,
-                            "train.learning_rate": 1e-2})
+    config = tiny_config(
+        **{"train.epochs": 30, "train.batch_size": 16, "train.learning_rate": 1e-2}
+    )
     _, m = _fit(config, n=40)
     assert int(m.epochs) == 30 and int(m.steps) == 30 * 3
     assert float(m.train_accuracy) > 0.9
 
 
 def test_early_stop_on_train_accuracy():
-    config = tiny_config(**{"train.epochs": 200, "train.batch_size": 16,
-                            "train.learning_rate": 1e-2, "train.early_stop.train_accuracy": 0.8})
+    config = tiny_config(
+        **{
+            "train.epochs": 200,
+            "train.batch_size": 16,
+            "train.learning_rate": 1e-2,
+            "train.early_stop.train_accuracy": 0.8,
+        }
+    )
     _, m = _fit(config)
     assert 1 <= int(m.epochs) < 200 and float(m.train_accuracy) >= 0.8
 
 
 def test_early_stop_on_validation_patience_keeps_best_weights():
-    config = tiny_config(**{"train.epochs": 300, "train.batch_size": 16,
-                            "train.learning_rate": 1e-2, "train.early_stop.patience": 3,
-                            "dataset.val_size": 100})
+    config = tiny_config(
+        **{
+            "train.epochs": 300,
+            "train.batch_size": 16,
+            "train.learning_rate": 1e-2,
+            "train.early_stop.patience": 3,
+            "dataset.val_size": 100,
+        }
+    )
     variables, m = _fit(config)
     assert int(m.epochs) < 300
     ds = data_lib.load(config.dataset)
     model = models_lib.get_model("mlp", ds.num_classes, hidden=(32,), dropout=0.0)
-    acc, _ = train_lib.make_evaluate(model, 64)(variables, jnp.asarray(ds.x_val),
-                                                jnp.asarray(ds.y_val))
+    acc, _ = train_lib.make_evaluate(model, 64)(
+        variables, jnp.asarray(ds.x_val), jnp.asarray(ds.y_val)
+    )
     assert float(acc) == pytest.approx(float(m.val_accuracy))
