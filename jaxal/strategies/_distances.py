@@ -32,6 +32,24 @@ def sq_dists_to_row(x: Array, x_sq: Array, i: Array) -> Array:
     return jnp.maximum(x_sq + x_sq[i] - 2.0 * (x @ x[i]), 0.0)
 
 
+def argmax_first(v: Array) -> Array:
+    """``jnp.argmax`` over the last axis (first maximum; NaN counts as the maximum).
+
+    Written as a max-reduce and a min-reduce over indices because XLA:CPU lowers
+    ``argmax`` to a slow variadic reduce (~145 us vs ~25 us for ``N = 50,000``),
+    and it runs once per pick.
+    """
+    m = jnp.max(v, axis=-1, keepdims=True)
+    hit = (v == m) | (jnp.isnan(v) & jnp.isnan(m))
+    iota = jax.lax.broadcasted_iota(jnp.int32, v.shape, v.ndim - 1)
+    return jnp.min(jnp.where(hit, iota, v.shape[-1]), axis=-1)
+
+
+def argmin_first(v: Array) -> Array:
+    """``jnp.argmin`` over the last axis (first minimum; NaN counts as the minimum)."""
+    return argmax_first(-v)
+
+
 def _gathered_chunks(mask: Array, chunk_size: int):
     """Indices of ``mask``'s true entries, padded to whole chunks, and their count.
 
@@ -121,7 +139,7 @@ def nearest_centroid(x: Array, centroids: Array, active: Array, chunk_size: int)
     def block(rows):  # [chunk, D]
         d = pairwise_sq_dists(rows, centroids, b_sq=c_sq)
         d = jnp.where(active[None, :], d, jnp.inf)
-        j = jnp.argmin(d, axis=1).astype(jnp.int32)
+        j = argmin_first(d)
         return j, jnp.take_along_axis(d, j[:, None], axis=1)[:, 0]
 
     labels, dists = jax.lax.map(block, xp)
@@ -131,28 +149,40 @@ def nearest_centroid(x: Array, centroids: Array, active: Array, chunk_size: int)
 # D^2 (k-means++) sampling -----------------------------------------------------
 
 
-def sample_by_weight(weights: Array, avail: Array, u: Array) -> Array:
+def sample_by_weight(weights: Array, avail: Array, u: Array, block: int = 256) -> Array:
     """Inverse-CDF draw of one index with probability ``∝ weights`` among ``avail``.
 
     The pick is the first index whose cumulative weight exceeds ``u * total``, so
     a reference can reproduce it from the same uniform ``u``. If every available
     weight is 0, the draw is uniform over ``avail`` instead (same rule, weight 1).
+    The cumulative sum is two-level (over blocks of ``block`` weights, then inside
+    one block): XLA:CPU's flat ``cumsum`` costs ~140 us at ``N = 50,000``.
 
     Args:
       weights: ``float[N]``, non-negative.
       avail: ``bool[N]``, the points that may be drawn (at least one).
       u: scalar uniform in ``[0, 1)``.
+      block: block length of the two-level cumulative sum.
 
     Returns:
       int32 scalar.
     """
+    n = weights.shape[0]
     w = jnp.where(avail, weights, 0.0)
     w = jnp.where(jnp.sum(w) > 0, w, avail.astype(w.dtype))
-    cdf = jnp.cumsum(w)
-    idx = jnp.searchsorted(cdf, u * cdf[-1], side="right")
-    # u * total can round up to total; never step past the last positive weight.
-    last = w.shape[0] - 1 - jnp.argmax((w > 0)[::-1])
-    return jnp.minimum(idx, last).astype(jnp.int32)
+    n_blocks = -(-n // block)
+    wb = jnp.pad(w, (0, n_blocks * block - n)).reshape(n_blocks, block)
+    bsum = jnp.sum(wb, axis=1)  # [n_blocks]
+    bcdf = jnp.cumsum(bsum)
+    target = u * bcdf[-1]
+    # First block whose cumulative weight exceeds the target; u * total can round
+    # up to total, so never step past the last block with positive weight.
+    last_block = jnp.max(jnp.where(bsum > 0, jnp.arange(n_blocks), -1))
+    b = jnp.minimum(jnp.sum(bcdf <= target), last_block)
+    inner = jnp.where(b > 0, bcdf[jnp.maximum(b - 1, 0)], 0.0) + jnp.cumsum(wb[b])  # [block]
+    last = jnp.max(jnp.where(wb[b] > 0, jnp.arange(block), -1))
+    j = jnp.minimum(jnp.sum(inner <= target), last)
+    return (b * block + j).astype(jnp.int32)
 
 
 def d2_sampling(

@@ -65,7 +65,7 @@ def badge_from_uniforms(probs: Array, embeddings: Array, labeled: Array, uniform
     a, h = gradient_embedding_factors(probs, embeddings)
     a_sq, h_sq = dist.sq_norms(a), dist.sq_norms(h)
     unlabeled = ~jnp.asarray(labeled, bool)
-    first = jnp.argmax(jnp.where(unlabeled, a_sq * h_sq, -1.0))
+    first = dist.argmax_first(jnp.where(unlabeled, a_sq * h_sq, -1.0))
     dist_to = lambda i: gradient_sq_dists_to_row(a, h, a_sq, h_sq, i)
     return dist.d2_sampling(dist_to, unlabeled, uniforms, first=first)
 

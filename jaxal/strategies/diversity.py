@@ -17,7 +17,7 @@ from jaxal.strategies.base import Array, Needs, Outputs, Strategy
 
 
 def kcenter_greedy(
-    key: Array, embeddings: Array, labeled: Array, k: int, chunk_size: int = 1024
+    key: Array, embeddings: Array, labeled: Array, k: int, chunk_size: int = 256
 ) -> Array:
     """Greedy k-center (Sener & Savarese, 2018): repeatedly pick the farthest point.
 
@@ -43,22 +43,24 @@ def kcenter_greedy(
     x_sq = dist.sq_norms(x)
     labeled = jnp.asarray(labeled, bool)
     mind = dist.min_sq_dist_to_set(x, labeled, chunk_size)  # [N], +inf without labels
+    # Taken points (labeled, then picked) hold -1: below every real distance, and
+    # min(-1, d) keeps them there.
+    mind = jnp.where(labeled, -1.0, mind)
     # With no labels every mind is +inf and a random draw makes the first pick.
-    random_first = jnp.argmax(jax.random.uniform(key, labeled.shape)).astype(jnp.int32)
+    random_first = dist.argmax_first(jax.random.uniform(key, labeled.shape))
     random_start = ~jnp.any(labeled)
 
     def body(j, state):
-        mind, taken, picks = state
-        c = jnp.argmax(jnp.where(taken, -1.0, mind)).astype(jnp.int32)
+        mind, picks = state
+        c = dist.argmax_first(mind)
         c = jnp.where(random_start & (j == 0), random_first, c)
-        mind = jnp.minimum(mind, dist.sq_dists_to_row(x, x_sq, c))
-        return mind, taken.at[c].set(True), picks.at[j].set(c)
+        mind = jnp.minimum(mind, dist.sq_dists_to_row(x, x_sq, c)).at[c].set(-1.0)
+        return mind, picks.at[j].set(c)
 
-    state = (mind, labeled, jnp.zeros((k,), jnp.int32))
-    return jax.lax.fori_loop(0, k, body, state)[2]
+    return jax.lax.fori_loop(0, k, body, (mind, jnp.zeros((k,), jnp.int32)))[1]
 
 
-def coreset(chunk_size: int = 1024) -> Strategy:
+def coreset(chunk_size: int = 256) -> Strategy:
     """Core-Set acquisition by greedy k-center on the embeddings.
 
     Args:
@@ -81,7 +83,7 @@ def lloyd(
     centroids: Array,
     active: Array,
     num_iters: int,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
 ):
     """Weighted Lloyd iterations from given centroids, on device.
 
@@ -148,7 +150,7 @@ def nearest_distinct(x: Array, centroids: Array, avail: Array) -> Array:
         avail, picks = state
         c = centroids[j]
         d = jnp.maximum(x_sq + c @ c - 2.0 * (x @ c), 0.0)
-        i = jnp.argmin(jnp.where(avail, d, jnp.inf)).astype(jnp.int32)
+        i = dist.argmin_first(jnp.where(avail, d, jnp.inf))
         return avail.at[i].set(False), picks.at[j].set(i)
 
     return jax.lax.fori_loop(0, k, body, (avail, jnp.zeros((k,), jnp.int32)))[1]
@@ -160,7 +162,7 @@ def kmeans_select(
     labeled: Array,
     k: int,
     num_iters: int = 20,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
 ) -> Array:
     """k-means on the unlabeled embeddings; pick the unlabeled point nearest each centroid.
 
@@ -183,7 +185,7 @@ def kmeans_select(
     return nearest_distinct(x, centroids, unlabeled)
 
 
-def kmeans(num_iters: int = 20, chunk_size: int = 1024) -> Strategy:
+def kmeans(num_iters: int = 20, chunk_size: int = 256) -> Strategy:
     """k-means sampling: cluster the unlabeled pool into k groups, take each group's centre.
 
     Args:

@@ -248,7 +248,7 @@ def probcover_select(
 
     def body(j, state):
         degree, covered, taken, picks = state
-        c = jnp.argmax(jnp.where(taken, -1, degree)).astype(jnp.int32)
+        c = dist.argmax_first(jnp.where(taken, -1, degree))
         new = (dist.sq_dists_to_row(x, x_sq, c) < r2) & ~covered
         degree = degree - dist.ball_counts(x, new, r2, chunk_size)
         return degree, covered | new, taken.at[c].set(True), picks.at[j].set(c)
