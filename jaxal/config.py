@@ -87,7 +87,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.budget = ml_collections.FieldReference(None, field_type=int)  # total labels at the end
     c.num_rounds = ml_collections.FieldReference(None, field_type=int)  # acquisitions
 
+    # Sample-based strategies (bald, variation_ratios, ...) read [T, N, C]
+    # predictions: T MC-dropout passes, or the members of an ensemble.
     c.mc = ml_collections.ConfigDict({"samples": 20, "mode": "full"})
+    c.ensemble_size = 1  # M > 1: a deep ensemble trained as an [M] array axis
     c.score_batch_size = 1024
     return c
 
@@ -190,6 +193,8 @@ def validate(config) -> None:
         _fail("mc.mode", config.mc.mode, f"allowed: {', '.join(MC_MODES)}")
     if int(config.mc.samples) < 1:
         _fail("mc.samples", config.mc.samples, "must be >= 1")
+    if int(config.ensemble_size) < 1:
+        _fail("ensemble_size", config.ensemble_size, "must be >= 1")
     if int(config.score_batch_size) < 1:
         _fail("score_batch_size", config.score_batch_size, "must be >= 1")
     for name in names:  # builds each strategy: catches bad parameter values early
@@ -197,6 +202,27 @@ def validate(config) -> None:
             strategies_lib.get(name, **strategy_kwargs(config, name))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config.strategy_params for {name!r}: {e}") from None
+    dropout = config.model.get("dropout")
+    if dropout is None:
+        dropout = models_lib.params_of(config.model.name).get("dropout", 0.0)
+    for name in names:
+        needs = strategies_lib.get(name, **strategy_kwargs(config, name)).needs
+        if needs.samples and int(config.ensemble_size) == 1 and not dropout:
+            _fail(
+                "model.dropout",
+                dropout,
+                f"strategy {name!r} needs MC-dropout samples: set model.dropout > 0 "
+                "or ensemble_size > 1",
+            )
+
+
+def build_model(config, num_classes: int):
+    """The config's model (an ensemble of ``ensemble_size`` members when > 1)."""
+    from jaxal.models.ensemble import ensemble
+
+    model = models_lib.get_model(config.model.name, num_classes, **model_kwargs(config))
+    size = int(config.ensemble_size)
+    return ensemble(model, size) if size > 1 else model
 
 
 def budget(config, num_classes: int) -> int:

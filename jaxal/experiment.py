@@ -17,7 +17,6 @@ import numpy as np
 
 from jaxal import config as config_lib
 from jaxal import data as data_lib
-from jaxal import models as models_lib
 from jaxal import report
 from jaxal import strategies as strategies_lib
 from jaxal.loop import acquisition_rounds, make_engine, make_train_phases, run_rounds
@@ -99,7 +98,7 @@ def run_experiment(
     init = config_lib.initial_size(config, n_cls)
     budget = config_lib.budget(config, n_cls)
     rounds_per = config_lib.num_acquisitions(config, n_cls) + 1
-    model = models_lib.get_model(config.model.name, n_cls, **config_lib.model_kwargs(config))
+    model = config_lib.build_model(config, n_cls)
     data = to_device(ds)
 
     console.print(

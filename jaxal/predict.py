@@ -8,6 +8,9 @@ embeddings, and ``[T, N, C]`` MC-dropout samples in one of two modes:
 * ``head``: the deterministic backbone once, T passes through the dropout head
   (exact when all dropout lives in the head; T× cheaper on the backbone).
 
+For an ensemble model (``model.members``), the samples are the M members'
+deterministic predictions ``[M, N, C]`` instead.
+
 MC passes run the network in eval mode with dropout on (``train=False`` plus a
 dropout key), so batch-norm statistics are never touched.
 """
@@ -59,7 +62,9 @@ def make_predict(model: Model, needs: Needs, *, samples: int, mode: str, chunk: 
             probs = jax.nn.softmax(logits.astype(jnp.float32))
         if needs.samples:
             keys = jax.random.split(jax.random.fold_in(key, ci), samples)
-            if mode == "head":
+            if model.members is not None:  # ensemble: one deterministic pass per member
+                logits_t = model.members(variables, xb, train=False)[0]
+            elif mode == "head":
                 h = model.features(variables, xb)
                 logits_t = jax.vmap(lambda k: model.head(variables, h, dropout_key=k)[0])(keys)
             else:

@@ -191,11 +191,25 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
     crop, flip = int(cfg.augment.crop_padding), bool(cfg.augment.flip)
 
     def loss_fn(params, batch_stats, x, y, w, dropout_key):
-        logits, _, new_bs = model.apply(
-            _merge(params, batch_stats), x, train=True, dropout_key=dropout_key
-        )
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        loss = jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1.0)
+        variables = _merge(params, batch_stats)
+        if model.members is None:
+            logits, _, new_bs = model.apply(variables, x, train=True, dropout_key=dropout_key)
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            objective = ce
+        else:
+            # Ensemble: each member minimises its own cross-entropy (the sum's
+            # gradient w.r.t. member m is member m's gradient); the reported
+            # loss and accuracy are those of the ensemble's mean prediction.
+            member_logits, _, new_bs = model.members(
+                variables, x, train=True, dropout_key=dropout_key
+            )
+            member_ce = optax.softmax_cross_entropy_with_integer_labels(
+                member_logits, jnp.broadcast_to(y, member_logits.shape[:2])
+            )
+            objective = member_ce.sum(axis=0)
+            logits = jax.nn.logsumexp(jax.nn.log_softmax(member_logits), axis=0)
+            ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
+        loss = jnp.sum(w * objective) / jnp.maximum(jnp.sum(w), 1.0)
         correct = jnp.sum(w * (logits.argmax(-1) == y))
         return loss, (new_bs, correct, jnp.sum(w * ce))
 

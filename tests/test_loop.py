@@ -7,7 +7,6 @@ from conftest import tiny_config
 
 from jaxal import config as config_lib
 from jaxal import data as data_lib
-from jaxal import models as models_lib
 from jaxal import strategies
 from jaxal.experiment import seeds_of, to_device
 from jaxal.loop import acquisition_rounds, initial_pool, make_engine, run_rounds
@@ -16,7 +15,7 @@ from jaxal.loop import acquisition_rounds, initial_pool, make_engine, run_rounds
 def run(config, strategy=None, on_round=None):
     ds = data_lib.load(config.dataset)
     n_cls = ds.num_classes
-    model = models_lib.get_model(config.model.name, n_cls, **config_lib.model_kwargs(config))
+    model = config_lib.build_model(config, n_cls)
     name = strategy or config_lib.strategy_names(config)[0]
     strat = strategies.get(name, **config_lib.strategy_kwargs(config, name))
     budget = config_lib.budget(config, n_cls)

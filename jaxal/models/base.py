@@ -35,6 +35,10 @@ class Model(NamedTuple):
         ``apply(v, x, train=False, dropout_key=k)[:2]`` exactly when all dropout
         lives in the head (MC "head" mode: backbone once, T cheap head passes).
       embedding_dim: D.
+      members: for ensembles (:func:`jaxal.models.ensemble.ensemble`),
+        ``members(variables, x, *, train, dropout_key=None) -> (logits [M, B, C],
+        embeddings [M, B, D], batch_stats)``; ``None`` for a single model.
+      ensemble_size: M (1 for a single model).
     """
 
     name: str
@@ -43,3 +47,5 @@ class Model(NamedTuple):
     features: Callable[..., Array]
     head: Callable[..., tuple[Array, Array]]
     embedding_dim: int
+    members: Callable[..., tuple[Array, Array, Any]] | None = None
+    ensemble_size: int = 1
