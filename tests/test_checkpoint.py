@@ -378,3 +378,89 @@ def test_sigkill_during_saves_leaves_a_consistent_checkpoint(tmp_path):
     np.testing.assert_array_equal(np.asarray(jax.random.key_data(state["key"])), want_key)
     leftovers = [n for n in os.listdir(directory) if "tmp" in n]
     assert leftovers == []  # reopening cleaned up the partial save
+
+
+# --- two processes -----------------------------------------------------------
+
+_WORKER = """
+import os, sys
+os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+sys.path.insert(0, {repo!r})
+import jax, numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+pid = int(sys.argv[1])
+jax.distributed.initialize("localhost:{port}", num_processes=2, process_id=pid)
+from jaxal.checkpoint import RunCheckpointer
+mesh = jax.make_mesh((4,), ("seed",), axis_types=(AxisType.Auto,))
+seed, rep = NamedSharding(mesh, P("seed")), NamedSharding(mesh, P())
+x = np.arange(12, dtype=np.float32).reshape(4, 3)
+kd = np.arange(8, dtype=np.uint32).reshape(4, 2)
+state = {{
+    "x": jax.make_array_from_callback(x.shape, seed, lambda i: x[i]),
+    "key": jax.random.wrap_key_data(jax.make_array_from_callback(kd.shape, seed, lambda i: kd[i])),
+    "n": jax.make_array_from_callback((), rep, lambda i: np.int32(3)),
+}}
+with RunCheckpointer({directory!r}, max_to_keep=2) as ckpt:
+    for step in range(3):
+        ckpt.save(step, state, {{"step": step}})
+    step, got, meta = ckpt.restore_latest_good(template=state)
+    ok = step == 2 and meta == {{"step": 2}} and got["x"].sharding == seed
+    for s in got["x"].addressable_shards:
+        ok &= bool(np.array_equal(np.asarray(s.data), x[s.index]))
+    for s in jax.random.key_data(got["key"]).addressable_shards:
+        ok &= bool(np.array_equal(np.asarray(s.data), kd[s.index]))
+    print("RESULT", pid, ok, ckpt.all_steps(), flush=True)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_save_their_shards_and_a_single_process_restores(tmp_path):
+    directory = str(tmp_path / "checkpoints")
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER.format(repo=REPO, port=_free_port(), directory=directory))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=90)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for i, out in enumerate(outs):
+        assert f"RESULT {i} True [1, 2]" in out, out[-3000:]
+    # Each process wrote its own shards.
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(f"{directory}/2/state"))
+    # A single process with another device layout resumes from it.
+    mesh = jax.make_mesh((2,), ("seed",), axis_types=(AxisType.Auto,), devices=jax.devices()[:2])
+    template = jax.device_put(
+        {
+            "x": jnp.zeros((4, 3), jnp.float32),
+            "key": jax.random.split(jax.random.key(0), 4),
+            "n": jnp.int32(0),
+        },
+        NamedSharding(mesh, P()),
+    )
+    with RunCheckpointer(directory) as ckpt:
+        step, got, meta = ckpt.restore_latest_good(template=template)
+    assert step == 2 and meta == {"step": 2} and int(got["n"]) == 3
+    np.testing.assert_array_equal(np.asarray(got["x"]), np.arange(12).reshape(4, 3))
+    np.testing.assert_array_equal(
+        np.asarray(jax.random.key_data(got["key"])), np.arange(8).reshape(4, 2)
+    )
