@@ -302,6 +302,19 @@ def test_dropout_is_inverted_dropout_on_the_embedding():
     np.testing.assert_array_equal(emb, m.apply(v, x, train=False)[1])  # before dropout
 
 
+def test_cnn_dropout_placement():
+    """``conv_dropout`` acts before Dense(128) (the embedding moves under a key),
+    ``dropout`` after it (the embedding does not)."""
+    x, key = _x(DIGITS), jax.random.key(8)
+    for dropout, conv_dropout, emb_moves in ((0.5, 0.0, False), (0.0, 0.25, True)):
+        m = models.get_model("cnn", C, dropout=dropout, conv_dropout=conv_dropout)
+        v = _random_like(jax.eval_shape(m.init, key, x), seed=0)
+        logits, emb, _ = m.apply(v, x, train=False)
+        mc_logits, mc_emb, _ = m.apply(v, x, train=False, dropout_key=key)
+        assert not np.allclose(logits, mc_logits)
+        assert np.allclose(emb, mc_emb) != emb_moves
+
+
 @pytest.mark.parametrize("name", ["resnet18", "vgg11"])
 def test_mc_mode_uses_running_stats_and_returns_no_stats(name):
     s = _setup(name)
