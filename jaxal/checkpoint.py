@@ -154,7 +154,9 @@ class RunCheckpointer:
     synchronises them and writes each process's shards).
     """
 
-    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3, async_save=True):
+    def __init__(
+        self, directory: str | os.PathLike, *, max_to_keep: int = 3, async_save: bool = True
+    ):
         """Open (creating if needed) a checkpoint directory.
 
         Args:
