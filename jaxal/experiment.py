@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxal import config as config_lib
 from jaxal import data as data_lib
-from jaxal import report
+from jaxal import parallel, report
 from jaxal import strategies as strategies_lib
 from jaxal.loop import acquisition_rounds, make_engine, make_train_phases, run_rounds
 from jaxal.train import Data
@@ -99,7 +99,11 @@ def run_experiment(
     budget = config_lib.budget(config, n_cls)
     rounds_per = config_lib.num_acquisitions(config, n_cls) + 1
     model = config_lib.build_model(config, n_cls)
-    data = to_device(ds)
+    try:
+        placement = parallel.make_placement(len(seeds_of(config)), int(config.num_devices))
+    except ValueError as e:
+        raise config_lib.ConfigError(f"config.num_devices: {e}") from None
+    data = parallel.put_shared(to_device(ds), placement)
 
     console.print(
         f"[bold]jaxal[/]: {ds.name} (pool {n_pool}, test {ds.x_test.shape[0]}, {n_cls} classes), "
@@ -120,7 +124,7 @@ def run_experiment(
         disable=not progress,
         transient=True,
     )
-    phases = make_train_phases(config, model)
+    phases = make_train_phases(config, model, placement)
     with bar:
         task = bar.add_task("active learning", total=len(names) * rounds_per)
         for name in names:

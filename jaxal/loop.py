@@ -76,6 +76,7 @@ class TrainPhases(NamedTuple):
     fit: Callable  # (state, round, data) -> (variables, FitMetrics)
     evaluate: Callable  # (variables, data) -> (acc, nll)
     seed_execution: str
+    placement: parallel.Placement
 
 
 class Engine(NamedTuple):
@@ -87,9 +88,12 @@ class Engine(NamedTuple):
     score: Callable  # (state, round, data) -> (candidates | None, Outputs)
     select: Callable  # (state, round, candidates, outputs, take) -> (state, picked [k])
     seed_execution: str
+    placement: parallel.Placement
 
 
-def make_train_phases(config, model: Model) -> TrainPhases:
+def make_train_phases(
+    config, model: Model, placement: parallel.Placement = parallel.Placement(None)
+) -> TrainPhases:
     """Fit (re-initialising or warm-starting the model) and evaluate, over seeds."""
     eval_bs = int(config.train.eval_batch_size)
     eval_fn = train_lib.make_evaluate(model, eval_bs)
@@ -114,7 +118,7 @@ def make_train_phases(config, model: Model) -> TrainPhases:
         def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
             return fit_fn(start_variables(state, round_, data), *ctx(state, round_), data)
 
-        fit = parallel.over_seeds(fit_seed, mode, (0, None, None))
+        fit = parallel.over_seeds(fit_seed, mode, (0, None, None), placement)
     else:
         fit = _host_fit_over_seeds(
             train_lib.make_fit_parts(model, config.train, eval_bs),
@@ -122,11 +126,13 @@ def make_train_phases(config, model: Model) -> TrainPhases:
             mode,
             start_variables,
             ctx,
+            placement,
         )
     return TrainPhases(
         fit=fit,
-        evaluate=parallel.over_seeds(evaluate_seed, mode, (0, None)),
+        evaluate=parallel.over_seeds(evaluate_seed, mode, (0, None), placement),
         seed_execution=mode,
+        placement=placement,
     )
 
 
@@ -153,9 +159,14 @@ def _host_fit_over_seeds(
         if mode == "vmap":
             return driver(*first(state, round_, data), data)
         outs = []
-        for i in range(state.num_labeled.shape[0]):
-            outs.append(driver(*first(parallel.tree_index(state, i), round_, data), data))
-        return parallel.tree_stack(outs)
+        for seed_state in parallel.split_seeds(state, placement):
+            if placement.mesh is not None:
+                dev = next(iter(seed_state.num_labeled.devices()))
+                seed_data = parallel.local_copy(data, dev)
+            else:
+                seed_data = data
+            outs.append(driver(*first(seed_state, round_, seed_data), seed_data))
+        return parallel.stack_seeds(outs, placement)
 
     return fit
 
@@ -168,6 +179,7 @@ def make_engine(
     num_classes: int,
     capacity: int,
     phases: TrainPhases | None = None,
+    placement: parallel.Placement = parallel.Placement(None),
 ) -> Engine:
     """Build the per-seed phases of one strategy's run and wrap them for S seeds.
 
@@ -176,7 +188,7 @@ def make_engine(
         (built here when ``None``).
     """
     k = int(config.query_size)
-    phases = phases or make_train_phases(config, model)
+    phases = phases or make_train_phases(config, model, placement)
     predict = make_predict(
         model,
         strategy.needs,
@@ -220,14 +232,15 @@ def make_engine(
         )
         return new_state, picked
 
-    mode = phases.seed_execution
+    mode, placement = phases.seed_execution, phases.placement
     return Engine(
-        init=parallel.over_seeds(init_seed, mode, (0, None)),
+        init=parallel.over_seeds(init_seed, mode, (0, None), placement),
         fit=phases.fit,
         evaluate=phases.evaluate,
-        score=parallel.over_seeds(score_seed, mode, (0, None, None)),
-        select=parallel.over_seeds(select_seed, mode, (0, None, 0, 0, None)),
+        score=parallel.over_seeds(score_seed, mode, (0, None, None), placement),
+        select=parallel.over_seeds(select_seed, mode, (0, None, 0, 0, None), placement),
         seed_execution=mode,
+        placement=placement,
     )
 
 
@@ -254,7 +267,8 @@ def run_rounds(
     points. Returns the final state and one :class:`RoundRecord` per round.
     """
     if state is None:
-        state = _block(engine.init(seed_keys(seeds), data))
+        keys = parallel.put_seeds(seed_keys(seeds), engine.placement)
+        state = _block(engine.init(keys, data))
     num_acq = -(-(budget - init_size) // query_size)
     records = []
     for r in range(start_round, num_acq + 1):

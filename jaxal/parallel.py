@@ -1,4 +1,4 @@
-"""How the seed axis executes: one place for vmap / loop (and, later, the mesh).
+"""How the seed axis executes, and on which devices: all mesh code lives here.
 
 Every per-seed function of the loop is written for ONE seed. :func:`over_seeds`
 turns it into a function of ``[S]``-stacked state, either
@@ -10,14 +10,29 @@ turns it into a function of ``[S]``-stacked state, either
 Both run the same per-seed function with the same derived keys, so they give
 the same labeled pools; ``auto`` picks by platform and model, from the
 measurements in ``benchmarks/README.md``.
+
+Devices. A :class:`Placement` holds a ``jax.sharding`` mesh with axes
+``("seed", "data")`` (``AxisType.Auto``). Stacked per-seed state is sharded
+over ``seed``; the dataset is replicated. Under ``vmap`` the jitted program is
+partitioned by GSPMD from those input shardings; under ``loop`` each seed's
+call runs on the device that holds its shard, dispatched asynchronously, so
+seed groups run side by side — the pmap-style "one seed group per device"
+execution, done with ``jit`` + shardings instead of the maintenance-mode
+``jax.pmap``. Across hosts the same mesh spans every process's devices
+(``jax.distributed.initialize`` first).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 # Models whose vmapped training is slower than a loop on XLA:CPU.
 _CONV_MODELS = ("cnn", "resnet18", "resnet34", "vgg11", "vgg16")
@@ -47,6 +62,54 @@ def resolve_step_loop(mode: str, model_name: str, platform: str | None = None) -
     return "host" if platform == "cpu" and model_name in _CONV_MODELS else "device"
 
 
+# Placement ------------------------------------------------------------------
+
+
+class Placement(NamedTuple):
+    """Where the seeds of a run live. ``mesh`` is ``None`` on one device."""
+
+    mesh: Mesh | None
+
+    @property
+    def seed_devices(self) -> int:
+        return 1 if self.mesh is None else self.mesh.shape["seed"]
+
+
+def make_placement(num_seeds: int, num_devices: int = 0) -> Placement:
+    """A ``("seed", "data")`` mesh for ``num_seeds`` seeds.
+
+    Args:
+      num_seeds: S.
+      num_devices: devices to use (0 = all of ``jax.devices()``, every process's).
+
+    The ``seed`` axis gets ``gcd(S, D)`` devices so seeds split evenly; the rest
+    of the devices form the ``data`` axis.
+    """
+    devices = jax.devices()
+    d = len(devices) if num_devices in (0, None) else int(num_devices)
+    if d > len(devices):
+        raise ValueError(f"num_devices={d} but only {len(devices)} devices are visible")
+    if d == 1:
+        return Placement(None)
+    seed = math.gcd(num_seeds, d)
+    grid = np.asarray(devices[:d]).reshape(seed, d // seed)
+    return Placement(Mesh(grid, ("seed", "data"), axis_types=(AxisType.Auto, AxisType.Auto)))
+
+
+def put_seeds(tree, placement: Placement):
+    """Shard a stacked ``[S, ...]`` pytree over the mesh's ``seed`` axis."""
+    if placement.mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(placement.mesh, P("seed")))
+
+
+def put_shared(tree, placement: Placement):
+    """Replicate a pytree (e.g. the dataset) on every device of the mesh."""
+    if placement.mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(placement.mesh, P()))
+
+
 def tree_index(tree, i: int):
     return jax.tree.map(lambda a: a[i], tree)
 
@@ -55,17 +118,74 @@ def tree_stack(trees: Sequence):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def over_seeds(fn: Callable, mode: str, in_axes: tuple, static_argnums=()) -> Callable:
+def split_seeds(tree, placement: Placement) -> list:
+    """Per-seed slices of a seed-sharded stacked pytree, each on its own device."""
+    if placement.mesh is None:
+        leaves, treedef = jax.tree.flatten(tree)
+        s = leaves[0].shape[0] if leaves else 0
+        return [tree_index(tree, i) for i in range(s)]
+
+    def per_seed(a):
+        out = []
+        for shard in sorted(a.addressable_shards, key=lambda sh: sh.index[0].start or 0):
+            if shard.replica_id == 0:  # one copy per seed group
+                out.extend(shard.data[j] for j in range(shard.data.shape[0]))
+        return out
+
+    leaves, treedef = jax.tree.flatten(tree)
+    columns = [per_seed(a) for a in leaves]
+    return [jax.tree.unflatten(treedef, list(col)) for col in zip(*columns, strict=True)]
+
+
+def stack_seeds(trees: Sequence, placement: Placement):
+    """Inverse of :func:`split_seeds`: one seed-sharded stacked pytree."""
+    if placement.mesh is None:
+        return tree_stack(trees)
+    sharding = NamedSharding(placement.mesh, P("seed"))
+    per_dev = len(trees) // placement.seed_devices
+
+    def stack(*xs):
+        shape = (len(xs),) + xs[0].shape
+        arrays = []
+        for dev, idx in sharding.addressable_devices_indices_map(shape).items():
+            start = idx[0].start or 0
+            arrays.append(jax.device_put(jnp.stack(xs[start : start + per_dev]), dev))
+        return jax.make_array_from_single_device_arrays(shape, sharding, arrays)
+
+    return jax.tree.map(stack, *trees)
+
+
+def local_copy(tree, device):
+    """``tree`` on ``device``: the shard a replicated array already holds there,
+    else a copy (e.g. an uncommitted scalar)."""
+
+    def one(a):
+        if not isinstance(a, jax.Array):
+            return a
+        for shard in a.addressable_shards:
+            if shard.device == device:
+                return shard.data
+        return jax.device_put(a, device)
+
+    return jax.tree.map(one, tree)
+
+
+def over_seeds(
+    fn: Callable, mode: str, in_axes: tuple, placement: Placement = Placement(None)
+) -> Callable:
     """Run per-seed ``fn`` over a leading seed axis of the arguments marked 0.
 
     Args:
       fn: a pure per-seed function.
       mode: ``"vmap"`` or ``"loop"``.
-      in_axes: per positional argument, ``0`` (stacked over seeds) or ``None``
-        (shared by all seeds, e.g. the dataset).
+      in_axes: per positional argument, ``0`` (stacked over seeds, sharded over
+        ``seed``) or ``None`` (shared by all seeds, e.g. the dataset: replicated).
+      placement: the devices; arguments must already be placed
+        (:func:`put_seeds`, :func:`put_shared`).
 
     Returns:
-      A function of the stacked arguments returning stacked outputs.
+      A function of the stacked arguments returning stacked outputs, sharded
+      like the inputs.
     """
     if mode == "vmap":
         return jax.jit(jax.vmap(fn, in_axes=in_axes))
@@ -74,20 +194,35 @@ def over_seeds(fn: Callable, mode: str, in_axes: tuple, static_argnums=()) -> Ca
     jitted = jax.jit(fn)
 
     def looped(*args):
-        sizes = {
-            leaf.shape[0]
+        per_seed = [
+            split_seeds(a, placement) if ax == 0 else None
             for a, ax in zip(args, in_axes, strict=True)
-            if ax == 0
-            for leaf in jax.tree.leaves(a)[:1]
-        }
-        (s,) = sizes
-        outs = [
-            jitted(
-                *[tree_index(a, i) if ax == 0 else a for a, ax in zip(args, in_axes, strict=True)]
-            )
-            for i in range(s)
         ]
-        return tree_stack(outs)
+        sizes = {len(p) for p, ax in zip(per_seed, in_axes, strict=True) if ax == 0 and p}
+        (s,) = sizes
+        outs = []
+        for i in range(s):
+            call = []
+            for a, ax, p in zip(args, in_axes, per_seed, strict=True):
+                if ax == 0:
+                    call.append(p[i] if p else a)
+                elif placement.mesh is not None:
+                    dev = per_seed_device(per_seed, in_axes, i)
+                    call.append(local_copy(a, dev) if dev is not None else a)
+                else:
+                    call.append(a)
+            outs.append(jitted(*call))
+        return stack_seeds(outs, placement)
 
     looped.jitted = jitted  # for compile-count checks
     return looped
+
+
+def per_seed_device(per_seed: list, in_axes: tuple, i: int):
+    """The device holding seed ``i``'s state (from its first seed-stacked leaf)."""
+    for p, ax in zip(per_seed, in_axes, strict=True):
+        if ax == 0 and p:
+            leaves = jax.tree.leaves(p[i])
+            if leaves:
+                return next(iter(leaves[0].devices()))
+    return None

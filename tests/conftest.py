@@ -23,6 +23,7 @@ def tiny_config(**overrides):
     c.model.dropout = 0.0
     c.strategy = "entropy"
     c.num_seeds = 2
+    c.num_devices = 1
     c.initial.strategy = "random"
     c.initial.size = 10
     c.query_size = 5

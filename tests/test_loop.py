@@ -7,6 +7,7 @@ from conftest import tiny_config
 
 from jaxal import config as config_lib
 from jaxal import data as data_lib
+from jaxal import parallel
 from jaxal import strategies
 from jaxal.experiment import seeds_of, to_device
 from jaxal.loop import acquisition_rounds, initial_pool, make_engine, run_rounds
@@ -19,11 +20,14 @@ def run(config, strategy=None, on_round=None):
     name = strategy or config_lib.strategy_names(config)[0]
     strat = strategies.get(name, **config_lib.strategy_kwargs(config, name))
     budget = config_lib.budget(config, n_cls)
-    engine = make_engine(config, model, strat, ds.x_train.shape[0], n_cls, budget)
+    placement = parallel.make_placement(int(config.num_seeds), int(config.num_devices))
+    engine = make_engine(
+        config, model, strat, ds.x_train.shape[0], n_cls, budget, placement=placement
+    )
     state, recs = run_rounds(
         engine,
         seeds_of(config),
-        to_device(ds),
+        parallel.put_shared(to_device(ds), placement),
         init_size=config_lib.initial_size(config, n_cls),
         query_size=int(config.query_size),
         budget=budget,
@@ -58,6 +62,17 @@ def test_host_and_device_step_loops_agree():
     np.testing.assert_array_equal(np.asarray(s_dev.order), np.asarray(s_host.order))
     np.testing.assert_array_equal([r.train_epochs for r in r_dev], [r.train_epochs for r in r_host])
     np.testing.assert_allclose(metrics(r_dev), metrics(r_host), rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_eight_seeds_on_four_devices_equal_one_device(mode):
+    assert len(jax.devices()) >= 4  # conftest forces 4 CPU devices
+    over = {"seed_execution": mode, "num_seeds": 8, "budget": 20}
+    _, s1, r1 = run(tiny_config(num_devices=1, **over))
+    _, s4, r4 = run(tiny_config(num_devices=4, **over))
+    assert s4.labeled.sharding.spec[0] == "seed" and len(s4.labeled.devices()) == 4
+    np.testing.assert_array_equal(np.asarray(s1.order), np.asarray(s4.order))
+    np.testing.assert_allclose(metrics(r1), metrics(r4), rtol=2e-5, atol=1e-6)
 
 
 def test_same_seed_is_bit_identical_and_seeds_differ():
