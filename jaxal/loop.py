@@ -92,7 +92,7 @@ class Engine(NamedTuple):
 
 
 def make_train_phases(
-    config, model: Model, placement: parallel.Placement = parallel.Placement(None)
+    config, model: Model, placement: parallel.Placement = parallel.SINGLE_DEVICE
 ) -> TrainPhases:
     """Fit (re-initialising or warm-starting the model) and evaluate, over seeds."""
     eval_bs = int(config.train.eval_batch_size)
@@ -137,7 +137,12 @@ def make_train_phases(
 
 
 def _host_fit_over_seeds(
-    parts: train_lib.FitParts, batch_size: int, mode: str, start_variables: Callable, ctx: Callable
+    parts: train_lib.FitParts,
+    batch_size: int,
+    mode: str,
+    start_variables: Callable,
+    ctx: Callable,
+    placement: parallel.Placement,
 ) -> Callable:
     """The host step loop (``train.step_loop = host``) over the seed axis."""
     seed_axes = (0, 0, 0, 0, None)  # carry/variables, order, num_labeled, key, data
@@ -179,7 +184,7 @@ def make_engine(
     num_classes: int,
     capacity: int,
     phases: TrainPhases | None = None,
-    placement: parallel.Placement = parallel.Placement(None),
+    placement: parallel.Placement = parallel.SINGLE_DEVICE,
 ) -> Engine:
     """Build the per-seed phases of one strategy's run and wrap them for S seeds.
 

@@ -75,6 +75,9 @@ class Placement(NamedTuple):
         return 1 if self.mesh is None else self.mesh.shape["seed"]
 
 
+SINGLE_DEVICE = Placement(None)
+
+
 def make_placement(num_seeds: int, num_devices: int = 0) -> Placement:
     """A ``("seed", "data")`` mesh for ``num_seeds`` seeds.
 
@@ -171,7 +174,7 @@ def local_copy(tree, device):
 
 
 def over_seeds(
-    fn: Callable, mode: str, in_axes: tuple, placement: Placement = Placement(None)
+    fn: Callable, mode: str, in_axes: tuple, placement: Placement = SINGLE_DEVICE
 ) -> Callable:
     """Run per-seed ``fn`` over a leading seed axis of the arguments marked 0.
 

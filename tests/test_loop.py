@@ -7,8 +7,7 @@ from conftest import tiny_config
 
 from jaxal import config as config_lib
 from jaxal import data as data_lib
-from jaxal import parallel
-from jaxal import strategies
+from jaxal import parallel, strategies
 from jaxal.experiment import seeds_of, to_device
 from jaxal.loop import acquisition_rounds, initial_pool, make_engine, run_rounds
 
@@ -64,10 +63,10 @@ def test_host_and_device_step_loops_agree():
     np.testing.assert_allclose(metrics(r_dev), metrics(r_host), rtol=2e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["vmap", "loop"])
-def test_eight_seeds_on_four_devices_equal_one_device(mode):
+@pytest.mark.parametrize("mode,step_loop", [("vmap", "device"), ("loop", "host")])
+def test_eight_seeds_on_four_devices_equal_one_device(mode, step_loop):
     assert len(jax.devices()) >= 4  # conftest forces 4 CPU devices
-    over = {"seed_execution": mode, "num_seeds": 8, "budget": 20}
+    over = {"seed_execution": mode, "num_seeds": 8, "budget": 20, "train.step_loop": step_loop}
     _, s1, r1 = run(tiny_config(num_devices=1, **over))
     _, s4, r4 = run(tiny_config(num_devices=4, **over))
     assert s4.labeled.sharding.spec[0] == "seed" and len(s4.labeled.devices()) == 4
