@@ -261,7 +261,7 @@ def run_rounds(
     init_size: int,
     query_size: int,
     budget: int,
-    on_round: Callable[[RoundRecord], None] | None = None,
+    on_round: Callable[[RoundRecord, SeedState], None] | None = None,
     state: SeedState | None = None,
     start_round: int = 0,
 ) -> tuple[SeedState, list[RoundRecord]]:
@@ -269,7 +269,10 @@ def run_rounds(
 
     Round r trains on the current labeled set and evaluates; unless it is the
     last round, it then scores the pool and labels ``min(k, budget - labeled)``
-    points. Returns the final state and one :class:`RoundRecord` per round.
+    points. ``on_round(record, state)`` is called after each round with the
+    state the next round starts from (a checkpoint boundary). To resume, pass
+    that ``state`` and ``start_round`` = the next round. Returns the final
+    state and one :class:`RoundRecord` per round run.
     """
     if state is None:
         keys = parallel.put_seeds(seed_keys(seeds), engine.placement)
@@ -306,7 +309,7 @@ def run_rounds(
         )
         records.append(rec)
         if on_round is not None:
-            on_round(rec)
+            on_round(rec, state)
     return state, records
 
 
