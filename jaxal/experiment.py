@@ -42,13 +42,12 @@ def check_workdir(workdir: str, overwrite: bool) -> None:
         )
 
 
-def to_device(ds: data_lib.Dataset) -> Data:
-    return Data(
-        *(
-            jnp.asarray(a)
-            for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.x_val, ds.y_val)
-        )
-    )
+def to_device(ds: data_lib.Dataset, placement=parallel.SINGLE_DEVICE) -> Data:
+    """The dataset as device arrays: on the default device, or replicated on the mesh."""
+    arrays = (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.x_val, ds.y_val)
+    if placement.mesh is None:
+        return Data(*(jnp.asarray(a) for a in arrays))
+    return parallel.put_shared(Data(*arrays), placement)
 
 
 def seeds_of(config) -> np.ndarray:
@@ -84,24 +83,26 @@ def run_experiment(
         TimeRemainingColumn,
     )
 
-    console = console or Console()
+    primary = jax.process_index() == 0  # multi-process: one writer of result files
+    console = console or Console(quiet=not primary)
     config_lib.validate(config)
     check_workdir(workdir, overwrite)
     ds = data_lib.load(config.dataset)
     config_lib.validate_sizes(config, ds)
 
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    if overwrite and os.path.exists(ckpt_dir):
+    if overwrite and primary and os.path.exists(ckpt_dir):
         shutil.rmtree(ckpt_dir)
     resume_from = None
     if config.checkpoint.enabled and os.path.exists(ckpt_dir):
         resume_from = _check_resumable(config, workdir)
     os.makedirs(workdir, exist_ok=True)
-    for stale in (DONE, "labeled_indices.npz", "learning_curve.png"):
-        if os.path.exists(os.path.join(workdir, stale)):
-            os.remove(os.path.join(workdir, stale))
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    if primary:
+        for stale in (DONE, "labeled_indices.npz", "learning_curve.png"):
+            if os.path.exists(os.path.join(workdir, stale)):
+                os.remove(os.path.join(workdir, stale))
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
     seeds = seeds_of(config)
     names = config_lib.strategy_names(config)
@@ -115,7 +116,7 @@ def run_experiment(
         placement = parallel.make_placement(len(seeds), int(config.num_devices))
     except ValueError as e:
         raise config_lib.ConfigError(f"config.num_devices: {e}") from None
-    data = parallel.put_shared(to_device(ds), placement)
+    data = to_device(ds, placement)
 
     console.print(
         f"[bold]jaxal[/]: {ds.name} (pool {n_pool}, test {ds.x_test.shape[0]}, {n_cls} classes), "
@@ -186,7 +187,8 @@ def run_experiment(
                             "orders": {n: o.tolist() for n, o in orders.items()},
                         }
                         ckpt.save(si * rounds_per + rec.round, new_state, meta)
-                    report.write_csv(os.path.join(workdir, "results.csv"), all_rows)
+                    if primary:
+                        report.write_csv(os.path.join(workdir, "results.csv"), all_rows)
                     bar.console.print(report.format_row(name, rec), soft_wrap=True)
                     bar.advance(task)
 
@@ -201,11 +203,13 @@ def run_experiment(
                     state=state,
                     start_round=start,
                 )
-                orders[name] = np.asarray(state.order)
+                orders[name] = parallel.to_host(state.order)
     finally:
         if ckpt is not None:
             ckpt.close()
 
+    if not primary:
+        return all_rows
     rounds = {n: acquisition_rounds(o, init, k) for n, o in orders.items()}
     report.write_labeled_indices(
         os.path.join(workdir, "labeled_indices.npz"), orders, rounds, seeds

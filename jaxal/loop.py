@@ -287,7 +287,7 @@ def run_rounds(
         acc, nll = _block(engine.evaluate(variables, data))
         t2 = time.perf_counter()
         state = state._replace(variables=variables)
-        n_now = int(np.asarray(state.num_labeled)[0])
+        n_now = int(parallel.to_host(state.num_labeled)[0])
         t_score = t_select = 0.0
         if r < num_acq:
             take = jnp.int32(min(query_size, budget - n_now))
@@ -298,10 +298,10 @@ def run_rounds(
         rec = RoundRecord(
             round=r,
             num_labeled=n_now,
-            test_accuracy=np.asarray(acc),
-            test_nll=np.asarray(nll),
-            train_epochs=np.asarray(fm.epochs),
-            train_accuracy=np.asarray(fm.train_accuracy),
+            test_accuracy=parallel.to_host(acc),
+            test_nll=parallel.to_host(nll),
+            train_epochs=parallel.to_host(fm.epochs),
+            train_accuracy=parallel.to_host(fm.train_accuracy),
             train_seconds=t1 - t0,
             eval_seconds=t2 - t1,
             score_seconds=t_score,

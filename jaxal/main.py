@@ -19,6 +19,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder of the run.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a finished run in --workdir.")
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bar.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process runs: host:port of process 0 (jax.distributed)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-process runs: process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-process runs: this process's index.")
 
 USAGE_EXIT = 2
 
@@ -73,6 +78,12 @@ def _main(argv: list[str]) -> None:
         _die(f"unexpected arguments: {' '.join(argv[1:])}")
     from jaxal.config import ConfigError
     from jaxal.experiment import WorkdirError, run_experiment
+    from jaxal.parallel import initialize_distributed
+
+    if _NUM_PROCESSES.value > 1:
+        if not _COORDINATOR.value:
+            _die("--num_processes > 1 needs --coordinator_address=host:port")
+        initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
     try:
         run_experiment(

@@ -25,6 +25,7 @@ execution, done with ``jit`` + shardings instead of the maintenance-mode
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -99,18 +100,57 @@ def make_placement(num_seeds: int, num_devices: int = 0) -> Placement:
     return Placement(Mesh(grid, ("seed", "data"), axis_types=(AxisType.Auto, AxisType.Auto)))
 
 
+def _place(tree, sharding):
+    """Put every leaf under ``sharding``; works across processes (each process
+    passes the same host values and materialises only its own shards)."""
+
+    def one(a):
+        if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(a)
+            return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=impl)
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return a if a.sharding == sharding else jax.jit(lambda x: x, out_shardings=sharding)(a)
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
+
+
 def put_seeds(tree, placement: Placement):
     """Shard a stacked ``[S, ...]`` pytree over the mesh's ``seed`` axis."""
     if placement.mesh is None:
         return tree
-    return jax.device_put(tree, NamedSharding(placement.mesh, P("seed")))
+    return _place(tree, NamedSharding(placement.mesh, P("seed")))
 
 
 def put_shared(tree, placement: Placement):
     """Replicate a pytree (e.g. the dataset) on every device of the mesh."""
     if placement.mesh is None:
         return tree
-    return jax.device_put(tree, NamedSharding(placement.mesh, P()))
+    return _place(tree, NamedSharding(placement.mesh, P()))
+
+
+def to_host(tree):
+    """Host numpy copies of (possibly multi-process, sharded) arrays: every
+    process gets the full values (an all-gather across processes if needed)."""
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(a)
+
+    return jax.tree.map(one, tree)
+
+
+def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
+    """Join a multi-process run (``jax.distributed``); CPU uses gloo collectives."""
+    if num_processes <= 1:
+        return
+    if os.environ.get("JAX_PLATFORMS", "cpu") in ("cpu", "") or jax.default_backend() == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
 
 
 def tree_index(tree, i: int):

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from jaxal.models.base import Model
+from jaxal.parallel import to_host
 from jaxal.predict import map_chunks
 
 Array = jax.Array
@@ -348,9 +349,9 @@ def host_fit(parts: FitParts, batch_size: int) -> Callable:
 
     def fit(variables, order, num_labeled, key, data):
         ctx = (order, num_labeled, key, data)
-        n = int(np.max(np.asarray(num_labeled)))
+        n = int(np.max(to_host(num_labeled)))
         c = parts.start(variables, *ctx)
-        while not bool(np.all(np.asarray(c.stop))):
+        while not bool(np.all(to_host(c.stop))):
             c = parts.begin_epoch(c, *ctx)
             for i in range(-(-n // batch_size)):
                 c = parts.step(c, jnp.int32(i), *ctx)

@@ -87,7 +87,9 @@ def typiclust_from_clusters(
     are exhausted (or none exist), the other non-empty clusters follow in the same
     order. Within the cluster the pick is the most typical unlabeled, unpicked point,
     typicality measured among those points only (labeled and picked ones removed, as
-    in the official code).
+    in the official code). Typicality is the paper's ``1 / mean Euclidean distance to
+    the K nearest neighbours``; the official code feeds faiss' *squared* L2
+    distances into the same formula, which can rank points differently.
 
     Args:
       embeddings: ``[N, D]`` (used as given: normalise before if wanted).
