@@ -84,6 +84,10 @@ def test_sample_by_weight_hand_cases():
     # Unavailable points never drawn; all-zero weights: uniform over available.
     assert int(dist.sample_by_weight(w, jnp.array([1, 1, 1, 0], bool), 0.9)) == 1
     assert int(dist.sample_by_weight(jnp.zeros(4), jnp.array([0, 1, 1, 0], bool), 0.6)) == 2
+    # Blocks of 2: block sums (0, 2, 1), cdf (0, 2, 3); a leading empty block is skipped.
+    w6 = jnp.array([0.0, 0.0, 0.0, 2.0, 1.0, 0.0])
+    for u, want in [(0.0, 3), (0.5, 3), (0.7, 4), (0.99, 4)]:
+        assert int(dist.sample_by_weight(w6, jnp.ones(6, bool), u, 2)) == want
 
 
 @pytest.mark.parametrize("block", [3, 4, 256])
