@@ -62,26 +62,55 @@ def _gathered_chunks(mask: Array, chunk_size: int):
     return idx, jnp.sum(mask, dtype=jnp.int32)
 
 
-def _over_member_chunks(x: Array, mask: Array, chunk_size: int, init, combine):
+def _row_blocks(n: int, block: int, fn, outs):
+    """Writes ``fn(start) -> values for rows [start, start + block)`` into ``outs``.
+
+    Blocks are sliced, never padded (padding would copy the whole ``[N, D]``
+    pool); the last block starts at ``n - block`` and overlaps its neighbour,
+    whose rows it rewrites with the same values.
+    """
+    block = min(block, n)
+
+    def body(b, outs):
+        start = jnp.minimum(b * block, n - block)
+        vals = fn(start)
+        return jax.tree.map(
+            lambda o, v: jax.lax.dynamic_update_slice_in_dim(o, v, start, 0), outs, vals
+        )
+
+    return jax.lax.fori_loop(0, -(-n // block), body, outs)
+
+
+def _over_member_chunks(x: Array, mask: Array, chunk_size: int, init: Array, combine):
     """Folds ``combine(carry, d, valid)`` over chunks of the rows selected by ``mask``.
 
-    ``d`` is the ``[N, chunk]`` block of squared distances from every row of ``x``
-    to one chunk of the selected rows, ``valid`` is ``bool[chunk]`` (padding off).
-    Only ``ceil(count / chunk)`` chunks are computed, so the cost is
+    Both sides are blocked: for each block of ``chunk_size`` rows of ``x`` (carry
+    ``[chunk]`` initialised to ``init``), ``d`` is the ``[chunk, chunk]`` block of
+    squared distances to one chunk of the selected rows and ``valid`` is
+    ``bool[chunk]`` (padding off). Peak memory is ``O(chunk^2)`` beyond the inputs,
+    and only ``ceil(count / chunk)`` member chunks are visited, so the cost is
     ``O(N * count * D)`` rather than ``O(N^2 * D)``.
     """
+    n = x.shape[0]
     x_sq = sq_norms(x)
     idx, count = _gathered_chunks(mask, chunk_size)
     n_chunks = (count + chunk_size - 1) // chunk_size
+    rows_per_block = min(chunk_size, n)
 
-    def body(c, carry):
-        start = c * chunk_size
-        members = jax.lax.dynamic_slice_in_dim(idx, start, chunk_size)  # [chunk]
-        valid = start + jnp.arange(chunk_size) < count
-        d = pairwise_sq_dists(x, x[members], x_sq, x_sq[members])  # [N, chunk]
-        return combine(carry, d, valid)
+    def row_block(start):
+        rows = jax.lax.dynamic_slice_in_dim(x, start, rows_per_block)
+        rows_sq = jax.lax.dynamic_slice_in_dim(x_sq, start, rows_per_block)
 
-    return jax.lax.fori_loop(0, n_chunks, body, init)
+        def body(c, carry):
+            first = c * chunk_size
+            members = jax.lax.dynamic_slice_in_dim(idx, first, chunk_size)  # [chunk]
+            valid = first + jnp.arange(chunk_size) < count
+            d = pairwise_sq_dists(rows, x[members], rows_sq, x_sq[members])  # [rows, chunk]
+            return combine(carry, d, valid)
+
+        return jax.lax.fori_loop(0, n_chunks, body, jnp.full((rows_per_block,), init))
+
+    return _row_blocks(n, rows_per_block, row_block, jnp.full((n,), init))
 
 
 def min_sq_dist_to_set(x: Array, mask: Array, chunk_size: int) -> Array:
@@ -90,7 +119,7 @@ def min_sq_dist_to_set(x: Array, mask: Array, chunk_size: int) -> Array:
     Args:
       x: ``[N, D]`` points.
       mask: ``bool[N]``, the set to measure against (e.g. the labeled points).
-      chunk_size: how many set members are compared at once (memory ``N x chunk``).
+      chunk_size: block size on both sides (memory ``chunk x chunk``).
 
     Returns:
       ``float32[N]``.
@@ -100,8 +129,7 @@ def min_sq_dist_to_set(x: Array, mask: Array, chunk_size: int) -> Array:
     def combine(mind, d, valid):
         return jnp.minimum(mind, jnp.min(jnp.where(valid[None, :], d, jnp.inf), axis=1))
 
-    init = jnp.full(x.shape[:1], jnp.inf, jnp.float32)
-    return _over_member_chunks(x, mask, chunk_size, init, combine)
+    return _over_member_chunks(x, mask, chunk_size, jnp.float32(jnp.inf), combine)
 
 
 def ball_counts(x: Array, mask: Array, radius_sq: Array, chunk_size: int) -> Array:
@@ -112,8 +140,7 @@ def ball_counts(x: Array, mask: Array, radius_sq: Array, chunk_size: int) -> Arr
         inside = (d < radius_sq) & valid[None, :]
         return counts + jnp.sum(inside, axis=1, dtype=jnp.int32)
 
-    init = jnp.zeros(x.shape[:1], jnp.int32)
-    return _over_member_chunks(x, mask, chunk_size, init, combine)
+    return _over_member_chunks(x, mask, chunk_size, jnp.int32(0), combine)
 
 
 def nearest_centroid(x: Array, centroids: Array, active: Array, chunk_size: int):
@@ -131,19 +158,19 @@ def nearest_centroid(x: Array, centroids: Array, active: Array, chunk_size: int)
     Returns:
       ``(int32[N], float32[N])``.
     """
-    n, dim = x.shape
-    n_chunks = -(-n // chunk_size)
-    xp = jnp.pad(x, ((0, n_chunks * chunk_size - n), (0, 0))).reshape(n_chunks, chunk_size, dim)
+    n = x.shape[0]
     c_sq = sq_norms(centroids)
+    rows_per_block = min(chunk_size, n)
 
-    def block(rows):  # [chunk, D]
+    def block(start):
+        rows = jax.lax.dynamic_slice_in_dim(x, start, rows_per_block)
         d = pairwise_sq_dists(rows, centroids, b_sq=c_sq)
         d = jnp.where(active[None, :], d, jnp.inf)
         j = argmin_first(d)
         return j, jnp.take_along_axis(d, j[:, None], axis=1)[:, 0]
 
-    labels, dists = jax.lax.map(block, xp)
-    return labels.reshape(-1)[:n], dists.reshape(-1)[:n]
+    outs = (jnp.zeros((n,), jnp.int32), jnp.zeros((n,), jnp.float32))
+    return _row_blocks(n, rows_per_block, block, outs)
 
 
 # D^2 (k-means++) sampling -----------------------------------------------------
