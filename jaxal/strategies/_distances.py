@@ -2,7 +2,8 @@
 
 All distances are squared Euclidean, computed with the expansion
 ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product) and clamped at 0. No function
-here builds an ``N x N`` matrix: peak memory is ``O(N * chunk_size)``.
+here builds an ``N x N`` matrix: beyond ``O(N)`` vectors, blocks are
+``chunk_size x chunk_size`` (or ``chunk_size x K`` against K centroids).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Both run fully on device with fixed shapes and never build an ``N x N`` distance
 matrix: every distance pass is one matrix-vector product per pick, or a chunked
-matrix product (memory ``O(N * chunk_size)``).
+matrix product over ``chunk_size x chunk_size`` blocks.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def coreset(chunk_size: int = 256) -> Strategy:
 
     Args:
       chunk_size: labeled points compared at once when the min-distance vector is
-        initialised (peak memory ``N x chunk_size`` floats).
+        initialised (blocks of ``chunk_size x chunk_size`` distances).
     """
 
     def select(key: Array, outputs: Outputs, labeled: Array, k: int) -> Array:

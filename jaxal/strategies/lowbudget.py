@@ -234,7 +234,7 @@ def probcover_select(
     is covered, the lowest unpicked index), whose ball is then marked covered.
 
     The graph is never stored: out-degrees towards uncovered points are counted
-    once in chunks (``O(N^2 D)`` time, ``O(N * chunk)`` memory), then each pick
+    once in blocks (``O(N^2 D)`` time, ``O(chunk^2)`` memory), then each pick
     subtracts the edges into the points it newly covered
     (``O(N * new * D)``, in chunks), so the total stays ``O(N^2 D)``.
 
