@@ -114,9 +114,16 @@ def model_kwargs(config) -> dict:
     return {k: v for k, v in config.model.items() if k != "name" and v is not None}
 
 
-def strategy_kwargs(config, name: str) -> dict:
+def strategy_kwargs(config, name: str, num_pool: int | None = None) -> dict:
+    """The set (non-None) strategy parameters ``name`` accepts. With ``num_pool``,
+    a default candidate-pool size ``m`` larger than the pool is cut to the pool."""
     accepted = strategies_lib.params_of(name)
-    return {k: v for k, v in config.strategy_params.items() if v is not None and k in accepted}
+    kwargs = {k: v for k, v in config.strategy_params.items() if v is not None and k in accepted}
+    default_m = accepted.get("m")
+    if num_pool is not None and "m" not in kwargs and isinstance(default_m, int):
+        if default_m > num_pool:
+            kwargs["m"] = num_pool
+    return kwargs
 
 
 def initial_size(config, num_classes: int | None = None) -> int:
@@ -271,6 +278,9 @@ def validate_sizes(config, dataset) -> None:
         )
     if total > n:
         _fail("budget", total, f"must not exceed the pool size {n}")
+    m = config.strategy_params.get("m")
+    if m is not None and not 1 <= int(m) <= n:
+        _fail("strategy_params.m", m, f"the candidate pool must have 1..{n} (pool size) points")
     if init > total:
         _fail(
             key,

@@ -168,7 +168,9 @@ def run_experiment(
             for si, name in enumerate(names):
                 if name in orders:
                     continue  # finished before the restart
-                strategy = strategies_lib.get(name, **config_lib.strategy_kwargs(config, name))
+                strategy = strategies_lib.get(
+                    name, **config_lib.strategy_kwargs(config, name, n_pool)
+                )
                 engine = make_engine(config, model, strategy, n_pool, n_cls, budget, phases)
                 bar.update(task, description=f"{name} ({engine.seed_execution} over seeds)")
                 state, start = None, 0

@@ -38,6 +38,7 @@ BAD = [
 ]
 
 BAD_SIZES = [
+    ({"strategy": "subsample", "strategy_params.m": 5000}, "config.strategy_params.m", "1347"),
     ({"budget": 5000}, "config.budget", "pool size 1347"),
     ({"initial.size": 2000, "budget": 1300}, "config.initial.size", "pool size"),
     ({"initial.size": 40, "budget": 30}, "config.initial.size", "budget 30"),

@@ -17,7 +17,7 @@ def run(config, strategy=None, on_round=None):
     n_cls = ds.num_classes
     model = config_lib.build_model(config, n_cls)
     name = strategy or config_lib.strategy_names(config)[0]
-    strat = strategies.get(name, **config_lib.strategy_kwargs(config, name))
+    strat = strategies.get(name, **config_lib.strategy_kwargs(config, name, ds.x_train.shape[0]))
     budget = config_lib.budget(config, n_cls)
     placement = parallel.make_placement(int(config.num_seeds), int(config.num_devices))
     engine = make_engine(
