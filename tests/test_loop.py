@@ -66,7 +66,13 @@ def test_host_and_device_step_loops_agree():
 @pytest.mark.parametrize("mode,step_loop", [("vmap", "device"), ("loop", "host")])
 def test_eight_seeds_on_four_devices_equal_one_device(mode, step_loop):
     assert len(jax.devices()) >= 4  # conftest forces 4 CPU devices
-    over = {"seed_execution": mode, "num_seeds": 8, "budget": 20, "train.step_loop": step_loop}
+    over = {
+        "seed_execution": mode,
+        "num_seeds": 8,
+        "budget": 20,
+        "train.step_loop": step_loop,
+        "train.epochs": 2,
+    }
     _, s1, r1 = run(tiny_config(num_devices=1, **over))
     _, s4, r4 = run(tiny_config(num_devices=4, **over))
     assert s4.labeled.sharding.spec[0] == "seed" and len(s4.labeled.devices()) == 4
@@ -114,7 +120,7 @@ def test_phases_compile_once_whatever_the_labeled_set_size():
     counts = []
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        run(tiny_config(budget=40), on_round=lambda rec: counts.append(len(compiles)))
+        run(tiny_config(budget=40), on_round=lambda rec, state: counts.append(len(compiles)))
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     # Round 0 compiles fit/evaluate/score/select; rounds 1.. add nothing.

@@ -1,11 +1,14 @@
 """Pool outputs for acquisition: chunking, MC dropout modes, batch norm, ensembles."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from conftest import tiny_config
 
 from jaxal import models
+from jaxal.models.adapter import from_linen
+from jaxal.models.adapter import DenseHead
 from jaxal import train as train_lib
 from jaxal.models.ensemble import ensemble
 from jaxal.predict import make_predict
@@ -27,10 +30,30 @@ def test_chunking_and_padding_do_not_change_outputs():
     np.testing.assert_allclose(ref.probs, jax.nn.softmax(logits), rtol=1e-5, atol=1e-7)
 
 
+class _BNBackbone(nn.Module):
+    """A tiny conv + batch-norm trunk (the resnet/vgg building block, cheap to compile)."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.Conv(8, (3, 3))(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        return nn.relu(x).mean(axis=(1, 2))
+
+
+def _bn_model(dropout: float):
+    return from_linen(
+        "bn",
+        _BNBackbone(),
+        DenseHead(num_classes=10, rate=dropout),
+        embedding_dim=8,
+        has_batch_norm=True,
+    )
+
+
 def test_mc_dropout_uses_running_batch_norm_statistics():
     # A model with batch norm: if MC passes used batch statistics (train mode, as
     # some peers do), outputs would depend on which points share a chunk.
-    m = models.get_model("resnet18", 10, width=4, dropout=0.5)
+    m = _bn_model(0.5)
     v = m.init(jax.random.key(1), jnp.zeros((1, 8, 8, 1)))
     # Make the running statistics differ from any batch's statistics.
     leaves, tree = jax.tree.flatten(v["params"])
@@ -44,7 +67,7 @@ def test_mc_dropout_uses_running_batch_norm_statistics():
     ]
     # Same dropout masks per chunk index differ by chunking, so compare with
     # dropout off: T deterministic passes with running statistics.
-    m0 = models.get_model("resnet18", 10, width=4, dropout=0.0)
+    m0 = _bn_model(0.0)
     outs0 = [
         make_predict(m0, needs, samples=2, mode="full", chunk=c)(v, X, jax.random.key(5))
         for c in (4, 37)

@@ -2,13 +2,13 @@
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [
@@ -47,10 +47,17 @@ def _kill_after(workdir, marker: str):
     assert not os.path.exists(os.path.join(workdir, "DONE"))
 
 
-def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
-    full, killed = tmp_path / "full", tmp_path / "killed"
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """The uninterrupted reference run."""
+    full = tmp_path_factory.mktemp("full") / "run"
     r = subprocess.run(_cmd(full), cwd=REPO, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
+    return full
+
+
+def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path, full):
+    killed = tmp_path / "killed"
 
     _kill_after(killed, "margin r1 ")
     before = _rows(killed)
@@ -66,7 +73,7 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(a[key], b[key])
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, full):
     work = tmp_path / "w"
     _kill_after(work, "random r2 ")
     ckpts = sorted(int(d) for d in os.listdir(work / "checkpoints") if d.isdigit())
@@ -78,9 +85,6 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     r = subprocess.run(_cmd(work), cwd=REPO, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"resuming from checkpoint {ckpts[-2]}" in r.stdout
-    full = tmp_path / "full"
-    shutil.rmtree(full, ignore_errors=True)
-    r = subprocess.run(_cmd(full), cwd=REPO, capture_output=True, text=True, timeout=180)
     assert _rows(work) == _rows(full)
 
 
