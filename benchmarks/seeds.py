@@ -33,11 +33,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = {
     # model: config overrides of a small run (entropy, 4 rounds)
     "mlp": {
-        "dataset.name": "digits",
+        "dataset.name": "mnist5k",
         "model.name": "mlp",
-        "model.hidden": (128,),
+        "model.hidden": (256,),
         "model.dropout": 0.0,
-        "train.epochs": 30,
+        "train.epochs": 50,
         "train.batch_size": 32,
         "initial.size": 20,
         "query_size": 20,
@@ -157,7 +157,8 @@ def main() -> None:
         )
         base = _spawn(model, 1, "vmap")
         print(
-            "| S | path | process s | round s | process / (S x 1-seed process) | round / 1-seed round |"
+            "| S | path | process s | round s | process / (S x 1-seed process) "
+            "| round / 1-seed round |"
         )
         print("|---|---|---|---|---|---|")
         print(

@@ -7,9 +7,8 @@ import numpy as np
 from conftest import tiny_config
 
 from jaxal import models
-from jaxal.models.adapter import from_linen
-from jaxal.models.adapter import DenseHead
 from jaxal import train as train_lib
+from jaxal.models.adapter import DenseHead, from_linen
 from jaxal.models.ensemble import ensemble
 from jaxal.predict import make_predict
 from jaxal.strategies import Needs
