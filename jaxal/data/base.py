@@ -25,3 +25,17 @@ class Dataset(NamedTuple):
     x_val: np.ndarray
     y_val: np.ndarray
     num_classes: int
+
+
+def without_validation(name: str, x_train, y_train, x_test, y_test, num_classes: int) -> Dataset:
+    """A :class:`Dataset` with an empty validation split (what loaders return)."""
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        x_val=np.zeros((0, *x_train.shape[1:]), np.float32),
+        y_val=np.zeros((0,), np.int32),
+        num_classes=num_classes,
+    )

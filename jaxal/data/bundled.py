@@ -15,7 +15,7 @@ import functools
 
 import numpy as np
 
-from jaxal.data.base import Dataset
+from jaxal.data.base import Dataset, without_validation
 
 BUNDLED = ("digits", "mnist5k")
 
@@ -66,13 +66,4 @@ def load_bundled(name: str) -> Dataset:
     if name not in BUNDLED:
         raise ValueError(f"unknown bundled dataset {name!r}; bundled: {', '.join(BUNDLED)}")
     x_tr, y_tr, x_te, y_te = (a.copy() for a in _split(name))
-    return Dataset(
-        name=name,
-        x_train=x_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        y_test=y_te,
-        x_val=np.zeros((0, *x_tr.shape[1:]), np.float32),
-        y_val=np.zeros((0,), np.int32),
-        num_classes=10,
-    )
+    return without_validation(name, x_tr, y_tr, x_te, y_te, 10)

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxal.data.base import Dataset
+from jaxal.data.base import Dataset, without_validation
 
 _FILE_FORMAT = {"file_format": "array_record"}  # The random-access format; no TF needed.
 _TEST_SPLITS = ("test", "validation", "valid", "val")
@@ -164,13 +164,4 @@ def load_tfds(name: str, *, data_dir: str | None = None, download: bool = False)
         x_te, y_te = _read(sources[1], image_key, label_key)
     else:
         x_tr, x_te, y_tr, y_te = _holdout(x_tr, y_tr)
-    return Dataset(
-        name=name,
-        x_train=x_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        y_test=y_te,
-        x_val=np.zeros((0, *x_tr.shape[1:]), np.float32),
-        y_val=np.zeros((0,), np.int32),
-        num_classes=int(features[label_key].num_classes),
-    )
+    return without_validation(name, x_tr, y_tr, x_te, y_te, int(features[label_key].num_classes))
