@@ -9,12 +9,12 @@ that every implementation loads):
 4. BALD with MC dropout, BALD-paper CNN, 10,000 28x28 images, T=20
    (jaxal ``full`` and ``head`` modes vs baal).
 
-Each implementation runs in its own process (jaxal and numpy in this
-environment, the peers with ``--peers-python``): median of ``--repeats`` runs
-after a warm-up; jaxal's compile time is reported separately; peak memory is
-``ru_maxrss`` of the worker, as the rise above its baseline after imports and
-data load (and compile) and as the absolute peak. Thread counts are set the
-same for every process (``--threads``).
+Each implementation runs in its own process, ``benchmarks/peers/<impl>_run.py``
+(jaxal and numpy with this interpreter, the peers with ``--peers-python``):
+median of ``--repeats`` runs after a warm-up; jaxal's compile time is reported
+separately; peak memory is ``ru_maxrss`` of the worker, as the rise above its
+baseline after imports and data load (and compile) and as the absolute peak.
+Thread counts are set the same for every process (``--threads``).
 
 Run (from the repo root)::
 
@@ -119,14 +119,19 @@ def run_job(workload: str, impl: str, path: str, args) -> dict:
     cmd += ["--threads", str(args.threads)]
     if impl == "distil" and workload == "badge" and args.distil_badge_k:
         cmd += ["--k-small", str(args.distil_badge_k)]
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args.threads))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
         print(f"  {impl}/{workload} FAILED:\n{proc.stderr[-3000:]}", file=sys.stderr)
         return {"error": proc.stderr[-500:]}
     out = json.loads(lines[-1][len("RESULT ") :])
-    print(f"  {impl:10s} {workload:11s} done in {time.perf_counter() - t0:6.1f} s", flush=True)
+    out["load"] = f"{load0:.2f} -> {os.getloadavg()[0]:.2f}"
+    print(
+        f"  {impl:10s} {workload:11s} done in {time.perf_counter() - t0:6.1f} s, "
+        f"1-min load {out['load']}",
+        flush=True,
+    )
     return out
 
 
@@ -275,7 +280,8 @@ def render(results: dict, meta: dict) -> str:
             out.append(
                 f"- {impl}/{workload}/{run}: {rec['median_s'] * 1e3:,.1f} ms "
                 f"(min {rec.get('min_s', rec['median_s']) * 1e3:,.1f}), peak "
-                f"{rec['peak_delta_mb']:.0f} / {rec['peak_mb']:.0f} MB {extra or ''}"
+                f"{rec['peak_delta_mb']:.0f} / {rec['peak_mb']:.0f} MB, 1-min load {res['load']} "
+                f"{extra or ''}"
             )
         if res and "error" in res:
             out.append(f"- {impl}/{workload}: FAILED")

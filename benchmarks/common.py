@@ -137,7 +137,7 @@ def np_top_k(scores: np.ndarray, labeled: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-s[part], kind="stable")]
 
 
-def np_kcenter(x: np.ndarray, labeled: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+def np_kcenter(x: np.ndarray, labeled: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
     """Greedy k-center with a running min-distance vector (one mat-vec per pick).
 
     Squared distances by ``|a|^2 + |b|^2 - 2ab`` in float32, taken points at -1,
