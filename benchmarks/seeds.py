@@ -165,9 +165,13 @@ def main() -> None:
             f"| 1 | one process | {base['process_seconds']:.1f} | {base['round_seconds']:.3f} "
             "| 1.00 | 1.00 |"
         )
+        slow: dict[str, str] = {}  # paths already > 3x slower than the fastest: not rerun
         for s in [int(x) for x in args.seeds.split(",") if int(x) > 1]:
-            best = None
+            best, times = None, {}
             for mode, devices in (("vmap", 1), ("loop", 1), ("sharded", 4)):
+                if mode in slow:
+                    print(f"| {s} | {mode} | skipped: {slow[mode]} | | | |", flush=True)
+                    continue
                 r = _spawn(model, s, "vmap" if mode == "sharded" else mode, devices)
                 ratio = r["process_seconds"] / (s * base["process_seconds"])
                 per_round = r["round_seconds"] / base["round_seconds"]
@@ -176,8 +180,12 @@ def main() -> None:
                     f"| {ratio:.2f} | {per_round:.2f} |",
                     flush=True,
                 )
+                times[mode] = r["round_seconds"]
                 if mode != "sharded" and (best is None or r["round_seconds"] < best[1]):
                     best = (mode, r["round_seconds"])
+            for mode, t in times.items():
+                if t > 3 * best[1] and mode not in slow:
+                    slow[mode] = f"{t / best[1]:.1f}x slower than {best[0]} per round at S={s}"
             print(
                 f"|   | fastest single-device path at S={s}: **{best[0]}** "
                 f"(auto picks {auto}: {'match' if best[0] == auto else 'MISMATCH'}) | | | | |"

@@ -27,8 +27,13 @@ def least_confidence_scores(probs: Array) -> Array:
 
 def margin_scores(probs: Array) -> Array:
     """``-(p̄_(1) - p̄_(2))``: a small gap between the two top classes = uncertain."""
-    top2, _ = jax.lax.top_k(mean_probs(probs), 2)
-    return top2[:, 1] - top2[:, 0]
+    p = mean_probs(probs)
+    # max, then max with (the first) argmax masked out: the same values as
+    # lax.top_k(p, 2), ~15x faster on XLA:CPU (top_k is a sort there).
+    first = p.max(axis=-1)
+    is_first = jnp.arange(p.shape[-1]) == jnp.argmax(p, axis=-1)[:, None]
+    second = jnp.where(is_first, -jnp.inf, p).max(axis=-1)
+    return second - first
 
 
 def entropy_scores(probs: Array) -> Array:
