@@ -40,13 +40,19 @@ _CONV_MODELS = ("cnn", "resnet18", "resnet34", "vgg11", "vgg16")
 
 
 def resolve_seed_execution(mode: str, model_name: str, platform: str | None = None) -> str:
-    """``vmap`` or ``loop`` for ``mode`` in ``("auto", "vmap", "loop")``."""
+    """``vmap`` or ``loop`` for ``mode`` in ``("auto", "vmap", "loop")``.
+
+    ``auto`` (from ``benchmarks/seeds.py``, README there): on XLA:CPU ``loop`` —
+    vmapped convs become grouped convs, 5x slower per round for the small CNN,
+    and for the MLP the two are within ~10% per round while ``loop`` compiles
+    less (lower whole-run wall time at every S >= 2 measured); on GPU/TPU
+    ``vmap``, one program over all seeds.
+    """
+    del model_name  # kept: the measured pick may come to depend on the model
     if mode != "auto":
         return mode
     platform = platform or jax.default_backend()
-    if platform == "cpu" and model_name in _CONV_MODELS:
-        return "loop"
-    return "vmap"
+    return "loop" if platform == "cpu" else "vmap"
 
 
 def resolve_step_loop(mode: str, model_name: str, platform: str | None = None) -> str:
@@ -185,14 +191,21 @@ def stack_seeds(trees: Sequence, placement: Placement):
     if placement.mesh is None:
         return tree_stack(trees)
     sharding = NamedSharding(placement.mesh, P("seed"))
-    per_dev = len(trees) // placement.seed_devices
+    # `trees` are this process's seeds only (all of them in one process):
+    # local seed groups in ascending order, `per_group` seeds each.
+    me = jax.process_index()
+    local_rows = [
+        i for i, row in enumerate(placement.mesh.devices) if any(d.process_index == me for d in row)
+    ]
+    per_group = len(trees) // len(local_rows)
+    num_seeds = per_group * placement.seed_devices
 
     def stack(*xs):
-        shape = (len(xs),) + xs[0].shape
+        shape = (num_seeds,) + xs[0].shape
         arrays = []
         for dev, idx in sharding.addressable_devices_indices_map(shape).items():
-            start = idx[0].start or 0
-            arrays.append(jax.device_put(jnp.stack(xs[start : start + per_dev]), dev))
+            start = local_rows.index((idx[0].start or 0) // per_group) * per_group
+            arrays.append(jax.device_put(jnp.stack(xs[start : start + per_group]), dev))
         return jax.make_array_from_single_device_arrays(shape, sharding, arrays)
 
     return jax.tree.map(stack, *trees)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [
@@ -36,10 +37,12 @@ def _env(devices: int):
     return env
 
 
-def test_two_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_two_processes_match_one_process(tmp_path, mode):
     one, two = tmp_path / "one", tmp_path / "two"
+    args = [*ARGS, f"--config.seed_execution={mode}"]
     r = subprocess.run(
-        [sys.executable, "-m", "jaxal", *ARGS, f"--workdir={one}", "--config.num_devices=1"],
+        [sys.executable, "-m", "jaxal", *args, f"--workdir={one}", "--config.num_devices=1"],
         cwd=REPO,
         env=_env(1),
         capture_output=True,
@@ -54,7 +57,7 @@ def test_two_processes_match_one_process(tmp_path):
                 sys.executable,
                 "-m",
                 "jaxal",
-                *ARGS,
+                *args,
                 f"--workdir={two}",
                 f"--coordinator_address=127.0.0.1:{port}",
                 "--num_processes=2",
