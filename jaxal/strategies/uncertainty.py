@@ -8,7 +8,6 @@ are taken on the mean prediction ``p̄ = mean_t p_t``.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from jaxal.strategies.base import Array, Needs, Outputs, Strategy, masked_top_k
