@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -281,7 +280,3 @@ def _from_flat(flat: dict, template, placement):
             )
         out.append(value)
     return parallel.put_seeds(jax.tree.unflatten(treedef, out), placement)
-
-
-def load_rows(workdir: str) -> Sequence[dict]:
-    return report.read_csv(os.path.join(workdir, "results.csv"))

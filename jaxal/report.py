@@ -63,11 +63,6 @@ def write_csv(path: str, all_rows: Sequence[dict]) -> None:
     os.replace(tmp, path)
 
 
-def read_csv(path: str) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def curves(all_rows: Sequence[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per strategy: (num_labeled, mean accuracy, std accuracy) over seeds."""
     out = {}
