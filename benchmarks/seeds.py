@@ -56,7 +56,7 @@ WORKLOADS = {
 
 
 def _config(model: str, num_seeds: int, mode: str, devices: int):
-    from jaxal.config import base_config
+    from jaxal.config import apply_overrides, base_config
 
     c = base_config()
     c.strategy = "entropy"
@@ -65,13 +65,7 @@ def _config(model: str, num_seeds: int, mode: str, devices: int):
     c.seed_execution = mode
     c.num_devices = devices
     c.checkpoint.enabled = False
-    for key, value in WORKLOADS[model].items():
-        node = c
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return c
+    return apply_overrides(c, WORKLOADS[model])
 
 
 def worker(model: str, num_seeds: int, mode: str, devices: int, seed: int) -> dict:

@@ -101,6 +101,17 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def apply_overrides(config, overrides: dict) -> ml_collections.ConfigDict:
+    """Set dotted keys in place (``{"train.epochs": 5}``), as ``--config.<key>`` does."""
+    for key, value in overrides.items():
+        node = config
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return config
+
+
 def _fail(key: str, value, allowed: str) -> None:
     raise ConfigError(f"config.{key}={value!r} is invalid; {allowed}")
 

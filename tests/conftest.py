@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 
 def tiny_config(**overrides):
     """A seconds-long digits/MLP experiment config."""
-    from jaxal.config import base_config
+    from jaxal.config import apply_overrides, base_config
 
     c = base_config()
     c.dataset.name = "digits"
@@ -32,13 +32,7 @@ def tiny_config(**overrides):
     c.train.batch_size = 8
     c.score_batch_size = 256
     c.train.eval_batch_size = 256
-    for key, value in overrides.items():
-        node = c
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return c
+    return apply_overrides(c, overrides)
 
 
 @pytest.fixture
