@@ -219,6 +219,7 @@ def run_experiment(
     report.plot_learning_curves(
         os.path.join(workdir, "learning_curve.png"), all_rows, title=f"{ds.name} / {model.name}"
     )
+    report.write_tensorboard(os.path.join(workdir, "tensorboard"), all_rows)
     console.print(report.summary_table(all_rows))
     console.print(f"results in {os.path.abspath(workdir)}")
     with open(os.path.join(workdir, DONE), "w") as f:

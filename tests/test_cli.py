@@ -60,5 +60,25 @@ def test_cli_smoke_run_writes_results_and_refuses_to_overwrite(tmp_path):
     np.testing.assert_array_equal(z["random/order"][:, :20], z["entropy/order"][:, :20])
     assert (work / "learning_curve.png").stat().st_size > 10_000
 
+    # TensorBoard curves (the `tensorboard` package is in the test extra).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for strategy in ("random", "entropy"):
+        acc = EventAccumulator(str(work / "tensorboard" / strategy))
+        acc.Reload()
+        events = acc.Scalars("test_accuracy/mean")
+        assert [e.step for e in events] == [20, 30, 40, 50]
+        want = [
+            np.mean(
+                [
+                    float(r["test_accuracy"])
+                    for r in rows
+                    if r["strategy"] == strategy and int(r["num_labeled"]) == n
+                ]
+            )
+            for n in (20, 30, 40, 50)
+        ]
+        np.testing.assert_allclose([e.value for e in events], want, rtol=1e-5)
+
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "already holds a finished run" in again.stderr
