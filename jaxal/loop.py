@@ -166,8 +166,7 @@ def _host_fit_over_seeds(
         outs = []
         for seed_state in parallel.split_seeds(state, placement):
             if placement.mesh is not None:
-                dev = next(iter(seed_state.num_labeled.devices()))
-                seed_data = parallel.local_copy(data, dev)
+                seed_data = parallel.local_copy(data, parallel.device_of(seed_state))
             else:
                 seed_data = data
             outs.append(driver(*first(seed_state, round_, seed_data), seed_data))

@@ -274,11 +274,16 @@ def over_seeds(
     return looped
 
 
+def device_of(tree):
+    """The device holding a single-device pytree (its first array leaf), or None."""
+    leaves = [a for a in jax.tree.leaves(tree) if isinstance(a, jax.Array)]
+    return next(iter(leaves[0].devices())) if leaves else None
+
+
 def per_seed_device(per_seed: list, in_axes: tuple, i: int):
-    """The device holding seed ``i``'s state (from its first seed-stacked leaf)."""
+    """The device holding seed ``i``'s state (from its first seed-stacked argument)."""
     for p, ax in zip(per_seed, in_axes, strict=True):
-        if ax == 0 and p:
-            leaves = jax.tree.leaves(p[i])
-            if leaves:
-                return next(iter(leaves[0].devices()))
+        dev = device_of(p[i]) if ax == 0 and p else None
+        if dev is not None:
+            return dev
     return None
