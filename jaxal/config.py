@@ -223,16 +223,14 @@ def validate(config) -> None:
         _fail("ensemble_size", config.ensemble_size, "must be >= 1")
     if int(config.score_batch_size) < 1:
         _fail("score_batch_size", config.score_batch_size, "must be >= 1")
-    for name in names:  # builds each strategy: catches bad parameter values early
-        try:
-            strategies_lib.get(name, **strategy_kwargs(config, name))
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"config.strategy_params for {name!r}: {e}") from None
     dropout = config.model.get("dropout")
     if dropout is None:
         dropout = models_lib.params_of(config.model.name).get("dropout", 0.0)
-    for name in names:
-        needs = strategies_lib.get(name, **strategy_kwargs(config, name)).needs
+    for name in names:  # builds each strategy: catches bad parameter values early
+        try:
+            needs = strategies_lib.get(name, **strategy_kwargs(config, name)).needs
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config.strategy_params for {name!r}: {e}") from None
         if needs.samples and int(config.ensemble_size) == 1 and not dropout:
             _fail(
                 "model.dropout",
