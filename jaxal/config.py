@@ -47,9 +47,12 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds are seed, seed + 1, ..., seed + num_seeds - 1
     c.num_seeds = 3
-    c.seed_execution = "auto"
+    c.seed_execution = "auto"  # how the seed axis runs: vmap, a loop of jitted calls, or auto
+    # Under seed_execution=loop, seeds run concurrently in this many host
+    # threads (0 = auto: the CPU cores on CPU, the seed devices elsewhere).
+    c.seed_threads = 0
     # Devices for the ("seed", "data") mesh: 0 = every visible device.
-    c.num_devices = 0  # how the seed axis runs: vmap, a loop of jitted calls, or auto
+    c.num_devices = 0
     # One strategy, or several separated by commas (run one after another,
     # sharing initial pools and per-round model initialisations per seed).
     c.strategy = "entropy"
@@ -151,6 +154,8 @@ def validate(config) -> None:
         _fail("num_seeds", config.num_seeds, "must be >= 1")
     if int(config.num_devices) < 0:
         _fail("num_devices", config.num_devices, "must be >= 0 (0 = all devices)")
+    if int(config.seed_threads) < 0:
+        _fail("seed_threads", config.seed_threads, "must be >= 0 (0 = auto)")
     names = strategy_names(config)
     if not names:
         _fail("strategy", config.strategy, f"allowed: {', '.join(strategies_lib.names())}")

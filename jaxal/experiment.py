@@ -112,7 +112,9 @@ def run_experiment(
     rounds_per = config_lib.num_acquisitions(config, n_cls) + 1
     model = config_lib.build_model(config, n_cls)
     try:
-        placement = parallel.make_placement(len(seeds), int(config.num_devices))
+        placement = parallel.make_placement(
+            len(seeds), int(config.num_devices), int(config.seed_threads)
+        )
     except ValueError as e:
         raise config_lib.ConfigError(f"config.num_devices: {e}") from None
     data = to_device(ds, placement)

@@ -159,18 +159,22 @@ def _host_fit_over_seeds(
     )
     driver = train_lib.host_fit(jparts, int(batch_size))
     first = wrap(lambda s, r, d: (start_variables(s, r, d), *ctx(s, r)), (0, None, None))
+    run = parallel.SeedRunner(placement.threads)
 
     def fit(state: SeedState, round_: Array, data: train_lib.Data):
         if mode == "vmap":
             return driver(*first(state, round_, data), data)
-        outs = []
-        for seed_state in parallel.split_seeds(state, placement):
+        seed_states = parallel.split_seeds(state, placement)
+
+        def one(i):
+            seed_state = seed_states[i]
             if placement.mesh is not None:
                 seed_data = parallel.local_copy(data, parallel.device_of(seed_state))
             else:
                 seed_data = data
-            outs.append(driver(*first(seed_state, round_, seed_data), seed_data))
-        return parallel.stack_seeds(outs, placement)
+            return driver(*first(seed_state, round_, seed_data), seed_data)
+
+        return parallel.stack_seeds(run(one, len(seed_states)), placement)
 
     return fit
 

@@ -19,7 +19,9 @@ def run(config, strategy=None, on_round=None):
     name = strategy or config_lib.strategy_names(config)[0]
     strat = strategies.get(name, **config_lib.strategy_kwargs(config, name, ds.x_train.shape[0]))
     budget = config_lib.budget(config, n_cls)
-    placement = parallel.make_placement(int(config.num_seeds), int(config.num_devices))
+    placement = parallel.make_placement(
+        int(config.num_seeds), int(config.num_devices), int(config.seed_threads)
+    )
     engine = make_engine(
         config, model, strat, ds.x_train.shape[0], n_cls, budget, placement=placement
     )
@@ -78,6 +80,31 @@ def test_eight_seeds_on_four_devices_equal_one_device(mode, step_loop):
     assert s4.labeled.sharding.spec[0] == "seed" and len(s4.labeled.devices()) == 4
     np.testing.assert_array_equal(np.asarray(s1.order), np.asarray(s4.order))
     np.testing.assert_allclose(metrics(r1), metrics(r4), rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "model,devices",
+    [("mlp", 1), ("cnn", 1), ("mlp", 4)],
+)
+def test_seed_threads_do_not_change_results(model, devices):
+    # seed_execution=loop runs seeds concurrently in host threads; each seed is
+    # its own computation, so the results are bitwise those of one thread.
+    over = {"seed_execution": "loop", "num_seeds": 4, "num_devices": devices}
+    if model == "cnn":
+        over.update({"model.name": "cnn", "model.hidden": None, "model.padding": "SAME"})
+        over.update({"budget": 20, "model.dropout": 0.5, "train.step_loop": "host"})
+    engine1, s1, r1 = run(tiny_config(seed_threads=1, **over))
+    engine4, s4, r4 = run(tiny_config(seed_threads=4, **over))
+    assert engine1.placement.threads == 1 and engine4.placement.threads == 4
+    np.testing.assert_array_equal(np.asarray(s1.order), np.asarray(s4.order))
+    np.testing.assert_array_equal(metrics(r1), metrics(r4))  # bitwise
+
+
+def test_seed_threads_auto_is_one_per_core_and_at_most_the_seeds():
+    assert parallel.resolve_seed_threads(0, 16, platform="cpu") == parallel.cpu_cores()
+    assert parallel.resolve_seed_threads(0, 1, platform="cpu") == 1
+    assert parallel.resolve_seed_threads(0, 16, seed_devices=8, platform="gpu") == 8
+    assert parallel.resolve_seed_threads(3, 2) == 2
 
 
 def test_same_seed_is_bit_identical_and_seeds_differ():
