@@ -5,6 +5,10 @@ runs each strategy's rounds with S seeds in one process and writes, in the
 workdir: ``config.json``, ``results.csv`` (rewritten after every round, so a
 crash loses at most the round in flight), ``labeled_indices.npz``,
 ``learning_curve.png`` and a ``DONE`` marker.
+
+In a multi-process run every process writes the rows and pools of its own
+seeds to ``processes/process_<i>/`` (and its own checkpoint shards); process 0
+also writes the run's files above, the same as a one-process run's.
 """
 
 from __future__ import annotations
@@ -118,6 +122,11 @@ def run_experiment(
     except ValueError as e:
         raise config_lib.ConfigError(f"config.num_devices: {e}") from None
     data = to_device(ds, placement)
+    mine = {int(x) for x in seeds[parallel.local_seeds(placement, len(seeds))]}  # own seeds
+    own_dir = None
+    if jax.process_count() > 1:
+        own_dir = os.path.join(workdir, "processes", f"process_{jax.process_index()}")
+        os.makedirs(own_dir, exist_ok=True)
 
     console.print(
         f"[bold]jaxal[/]: {ds.name} (pool {n_pool}, test {ds.x_test.shape[0]}, {n_cls} classes), "
@@ -192,6 +201,11 @@ def run_experiment(
                         ckpt.save(si * rounds_per + rec.round, new_state, meta)
                     if primary:
                         report.write_csv(os.path.join(workdir, "results.csv"), all_rows)
+                    if own_dir is not None:
+                        report.write_csv(
+                            os.path.join(own_dir, "results.csv"),
+                            [r for r in all_rows if r["seed"] in mine],
+                        )
                     bar.console.print(report.format_row(name, rec), soft_wrap=True)
                     bar.advance(task)
 
@@ -211,9 +225,17 @@ def run_experiment(
         if ckpt is not None:
             ckpt.close()
 
+    rounds = {n: acquisition_rounds(o, init, k) for n, o in orders.items()}
+    if own_dir is not None:
+        pick = np.isin(seeds, sorted(mine))
+        report.write_labeled_indices(
+            os.path.join(own_dir, "labeled_indices.npz"),
+            {n: o[pick] for n, o in orders.items()},
+            {n: r[pick] for n, r in rounds.items()},
+            seeds[pick],
+        )
     if not primary:
         return all_rows
-    rounds = {n: acquisition_rounds(o, init, k) for n, o in orders.items()}
     report.write_labeled_indices(
         os.path.join(workdir, "labeled_indices.npz"), orders, rounds, seeds
     )

@@ -245,7 +245,7 @@ def make_engine(
         init=parallel.over_seeds(init_seed, mode, (0, None), placement),
         fit=phases.fit,
         evaluate=phases.evaluate,
-        score=parallel.over_seeds(score_seed, mode, (0, None, None), placement),
+        score=parallel.over_seeds(score_seed, mode, (0, None, None), placement, shard_data=True),
         select=parallel.over_seeds(select_seed, mode, (0, None, 0, 0, None), placement),
         seed_execution=mode,
         placement=placement,

@@ -15,11 +15,13 @@ Devices. A :class:`Placement` holds a ``jax.sharding`` mesh with axes
 ``("seed", "data")`` (``AxisType.Auto``). Stacked per-seed state is sharded
 over ``seed``; the dataset is replicated. Under ``vmap`` the jitted program is
 partitioned by GSPMD from those input shardings; under ``loop`` each seed's
-call runs on the device that holds its shard, dispatched asynchronously, so
-seed groups run side by side — the pmap-style "one seed group per device"
-execution, done with ``jit`` + shardings instead of the maintenance-mode
-``jax.pmap``. Across hosts the same mesh spans every process's devices
-(``jax.distributed.initialize`` first).
+call runs on the device that holds its shard, ``Placement.threads`` seeds at a
+time, so seed groups run side by side — the pmap-style "one seed group per
+device" execution, done with ``jit`` + shardings instead of the
+maintenance-mode ``jax.pmap``. Pool scoring also uses the ``data`` axis (the
+devices left when there are fewer seeds than devices): see
+:func:`shard_pool_rows`. Across hosts the same mesh spans every process's
+devices (``jax.distributed.initialize`` first).
 """
 
 from __future__ import annotations
@@ -140,6 +142,25 @@ def make_placement(num_seeds: int, num_devices: int = 0, threads: int = 1) -> Pl
     grid = np.asarray(devices[:d]).reshape(seed, d // seed)
     mesh = Mesh(grid, ("seed", "data"), axis_types=(AxisType.Auto, AxisType.Auto))
     return Placement(mesh, threads)
+
+
+def local_seeds(placement: Placement, num_seeds: int) -> np.ndarray:
+    """Indices of the seeds this process owns: those of the mesh rows (seed
+    groups) whose first device is one of its own. All of them in one process."""
+    if placement.mesh is None or jax.process_count() == 1:
+        return np.arange(num_seeds)
+    rows = placement.mesh.devices
+    per_group = num_seeds // rows.shape[0]
+    me = jax.process_index()
+    return np.asarray(
+        [
+            g * per_group + j
+            for g in range(rows.shape[0])
+            if rows[g, 0].process_index == me
+            for j in range(per_group)
+        ],
+        dtype=np.int64,
+    )
 
 
 def map_seeds(fn: Callable, n: int, threads: int) -> list:
@@ -266,7 +287,8 @@ def stack_seeds(trees: Sequence, placement: Placement):
         arrays = []
         for dev, idx in sharding.addressable_devices_indices_map(shape).items():
             start = local_rows.index((idx[0].start or 0) // per_group) * per_group
-            arrays.append(jax.device_put(jnp.stack(xs[start : start + per_group]), dev))
+            group = [local_copy(x, dev) for x in xs[start : start + per_group]]
+            arrays.append(jax.device_put(jnp.stack(group), dev))
         return jax.make_array_from_single_device_arrays(shape, sharding, arrays)
 
     return jax.tree.map(stack, *trees)
@@ -287,8 +309,26 @@ def local_copy(tree, device):
     return jax.tree.map(one, tree)
 
 
+def shard_pool_rows(x: jax.Array) -> jax.Array:
+    """Split ``x``'s leading (pool-row) axis over the ``data`` axis of the mesh
+    in context (set by :func:`over_seeds` for functions built with
+    ``shard_data=True``); unchanged without one. Call inside jitted code.
+
+    Results do not depend on it: it only decides which device computes which
+    rows (random bits are partitionable threefry, identical however split).
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or "data" not in mesh.axis_names or mesh.shape["data"] == 1:
+        return x
+    return jax.lax.with_sharding_constraint(x, P("data"))
+
+
 def over_seeds(
-    fn: Callable, mode: str, in_axes: tuple, placement: Placement = SINGLE_DEVICE
+    fn: Callable,
+    mode: str,
+    in_axes: tuple,
+    placement: Placement = SINGLE_DEVICE,
+    shard_data: bool = False,
 ) -> Callable:
     """Run per-seed ``fn`` over a leading seed axis of the arguments marked 0.
 
@@ -299,42 +339,190 @@ def over_seeds(
         ``seed``) or ``None`` (shared by all seeds, e.g. the dataset: replicated).
       placement: the devices; arguments must already be placed
         (:func:`put_seeds`, :func:`put_shared`).
+      shard_data: ``fn`` splits its work over the mesh's ``data`` axis with
+        :func:`shard_pool_rows` (pool scoring). Under ``vmap`` the program runs
+        on the whole mesh; under ``loop`` each seed's call runs on its seed
+        group's row of the mesh (seed-group devices x ``data``) instead of one
+        device, when that row lies in this process.
 
     Returns:
       A function of the stacked arguments returning stacked outputs, sharded
       like the inputs.
     """
+    mesh = placement.mesh
     if mode == "vmap":
-        return jax.jit(jax.vmap(fn, in_axes=in_axes))
+        if mesh is None:
+            return jax.jit(jax.vmap(fn, in_axes=in_axes))
+        jitted = jax.jit(jax.vmap(fn, in_axes=in_axes, spmd_axis_name="seed"))
+
+        def vmapped(*args):
+            with jax.set_mesh(mesh):
+                return jitted(*args)
+
+        vmapped.jitted = jitted
+        vmapped.lower = lambda *args: _lower_in(mesh, jitted, args)
+        return vmapped
     if mode != "loop":
         raise ValueError(f"seed execution {mode!r}; allowed: vmap, loop")
     jitted = jax.jit(fn)
     run = SeedRunner(placement.threads)
+    rows = shard_data and mesh is not None and mesh.shape["data"] > 1
+    row_jits: dict[int, tuple[Mesh, Callable]] = {}
 
-    def looped(*args):
+    def row_jit(g: int):
+        if g not in row_jits:
+            row_mesh = _row_mesh(mesh, g)
+            out = NamedSharding(row_mesh, P())  # each device of the row gets the result
+            row_jits[g] = (row_mesh, jax.jit(fn, out_shardings=out))
+        return row_jits[g]
+
+    def calls(args) -> list[Callable]:
+        """One argument-tuple maker per local seed, with its jitted function."""
+        if rows and _local_rows(mesh) is not None:
+            groups = _local_rows(mesh)
+            per_seed = [
+                split_seeds_over_rows(a, placement) if ax == 0 else None
+                for a, ax in zip(args, in_axes, strict=True)
+            ]
+            s = _num_local(per_seed, in_axes)
+            per_group = s // len(groups)
+
+            def make(i):
+                row_mesh, fn_row = row_jit(groups[i // per_group])
+                call = [
+                    (p[i] if p else a) if ax == 0 else to_row(a, row_mesh)
+                    for a, ax, p in zip(args, in_axes, per_seed, strict=True)
+                ]
+                return row_mesh, fn_row, call
+
+            return [make(i) for i in range(s)]
         per_seed = [
             split_seeds(a, placement) if ax == 0 else None
             for a, ax in zip(args, in_axes, strict=True)
         ]
-        sizes = {len(p) for p, ax in zip(per_seed, in_axes, strict=True) if ax == 0 and p}
-        (s,) = sizes
-
-        def one(i):
+        out = []
+        for i in range(_num_local(per_seed, in_axes)):
             call = []
             for a, ax, p in zip(args, in_axes, per_seed, strict=True):
                 if ax == 0:
                     call.append(p[i] if p else a)
-                elif placement.mesh is not None:
+                elif mesh is not None:
                     dev = per_seed_device(per_seed, in_axes, i)
                     call.append(local_copy(a, dev) if dev is not None else a)
                 else:
                     call.append(a)
-            return jitted(*call)
+            out.append((None, jitted, call))
+        return out
 
-        return stack_seeds(run(one, s), placement)
+    def one(c):
+        row_mesh, f, call = c
+        if row_mesh is None:
+            return f(*call)
+        with jax.set_mesh(row_mesh):
+            return f(*call)
+
+    def looped(*args):
+        cs = calls(args)
+        return stack_seeds(run(lambda i: one(cs[i]), len(cs)), placement)
+
+    def lower_first(*args):
+        row_mesh, f, call = calls(args)[0]
+        return _lower_in(row_mesh, f, call)
 
     looped.jitted = jitted  # for compile-count checks
+    looped.lower = lower_first
     return looped
+
+
+def _lower_in(mesh, jitted, args):
+    """``jitted.lower(*args)`` with ``mesh`` in context (as when it is called)."""
+    if mesh is None:
+        return jitted.lower(*args)
+    with jax.set_mesh(mesh):
+        return jitted.lower(*args)
+
+
+def _num_local(per_seed: list, in_axes: tuple) -> int:
+    # Empty pytrees (e.g. a None argument) split into [] and pass through.
+    (s,) = {len(p) for p, ax in zip(per_seed, in_axes, strict=True) if ax == 0 and p}
+    return s
+
+
+def _row_mesh(mesh: Mesh, g: int) -> Mesh:
+    """Seed group ``g``'s row of the mesh: a ``(1, data)`` mesh, same axis names."""
+    return Mesh(mesh.devices[g : g + 1], mesh.axis_names, axis_types=mesh.axis_types)
+
+
+def _local_rows(mesh: Mesh) -> list[int] | None:
+    """The mesh rows (seed groups) whose devices are all in this process, or
+    ``None`` when some local row also spans another process (then a per-seed
+    call would need the other process in lockstep: not done under ``loop``)."""
+    me = jax.process_index()
+    out = []
+    for g, row in enumerate(mesh.devices):
+        owners = {d.process_index for d in row}
+        if me in owners:
+            if owners != {me}:
+                return None
+            out.append(g)
+    return out
+
+
+def _map_keys(one: Callable, a):
+    """Apply an array function to ``a``, through key_data for typed PRNG keys."""
+    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+    return one(a)
+
+
+def to_row(tree, row_mesh: Mesh):
+    """A mesh-replicated pytree (e.g. the dataset) as arrays replicated over one
+    row of the mesh, built from the copies its devices already hold."""
+    sharding = NamedSharding(row_mesh, P())
+    devices = list(row_mesh.devices.flat)
+
+    def one(a):
+        if not isinstance(a, jax.Array):
+            return a
+        pieces = [local_copy(a, d) for d in devices]
+        return jax.make_array_from_single_device_arrays(a.shape, sharding, pieces)
+
+    return jax.tree.map(lambda a: _map_keys(one, a), tree)
+
+
+def split_seeds_over_rows(tree, placement: Placement) -> list:
+    """Like :func:`split_seeds`, but each seed's arrays are replicated over its
+    seed group's row of the mesh (every ``data`` device of the group) instead
+    of living on one device. Local rows only (see :func:`_local_rows`)."""
+    mesh = placement.mesh
+    groups = _local_rows(mesh)
+
+    def per_seed(a):
+        out = []
+        for g in groups:
+            row_mesh = _row_mesh(mesh, g)
+            by_dev = {sh.device: sh.data for sh in a.addressable_shards}
+            pieces = [by_dev[d] for d in row_mesh.devices.flat]
+            sharding = NamedSharding(row_mesh, P())
+            for j in range(pieces[0].shape[0]):
+                out.append(
+                    jax.make_array_from_single_device_arrays(
+                        pieces[0].shape[1:], sharding, [x[j] for x in pieces]
+                    )
+                )
+        return out
+
+    leaves, treedef = jax.tree.flatten(tree)
+    columns = [_map_keys_list(per_seed, a) for a in leaves]
+    return [jax.tree.unflatten(treedef, list(col)) for col in zip(*columns, strict=True)]
+
+
+def _map_keys_list(split: Callable, a) -> list:
+    """``split(a)`` (a list of arrays), through key_data for typed PRNG keys."""
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(a)
+        return [jax.random.wrap_key_data(k, impl=impl) for k in split(jax.random.key_data(a))]
+    return split(a)
 
 
 def device_of(tree):

@@ -11,6 +11,9 @@ embeddings, and ``[T, N, C]`` MC-dropout samples in one of two modes:
 For an ensemble model (``model.members``), the samples are the M members'
 deterministic predictions ``[M, N, C]`` instead.
 
+Inside :func:`jaxal.parallel.over_seeds` with ``shard_data=True`` each chunk's
+rows are split over the mesh's ``data`` axis (devices not needed for seeds).
+
 MC passes run the network in eval mode with dropout on (``train=False`` plus a
 dropout key), so batch-norm statistics are never touched.
 """
@@ -24,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxal.models.base import Model
+from jaxal.parallel import shard_pool_rows
 from jaxal.strategies.base import Needs, Outputs
 
 Array = jax.Array
@@ -56,6 +60,7 @@ def make_predict(model: Model, needs: Needs, *, samples: int, mode: str, chunk: 
     """
 
     def one_chunk(variables, key, xb: Array, ci: Array):
+        xb = shard_pool_rows(xb)  # a chunk's rows split over the mesh's data axis, if any
         probs = emb = None
         if needs.embeddings or (needs.probs and not needs.samples):
             logits, emb, _ = model.apply(variables, xb, train=False)

@@ -107,6 +107,30 @@ def test_seed_threads_auto_is_one_per_core_and_at_most_the_seeds():
     assert parallel.resolve_seed_threads(3, 2) == 2
 
 
+def score_flops_per_device(engine, state, config):
+    """XLA's flop count of one device's share of a pool-scoring call."""
+    ds = data_lib.load(config.dataset)
+    data = parallel.put_shared(to_device(ds), engine.placement)
+    cost = engine.score.lower(state, jax.numpy.int32(1), data).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+
+@pytest.mark.parametrize("mode,strategy", [("vmap", "bald"), ("loop", "bald"), ("loop", "badge")])
+def test_fewer_seeds_than_devices_shard_pool_scoring_over_data(mode, strategy):
+    # 1 seed on 4 devices: mesh (seed=1, data=4); each device scores a quarter
+    # of every chunk, and the labeled pools are those of one device.
+    over = {"seed_execution": mode, "num_seeds": 1, "strategy": strategy, "budget": 20}
+    over.update({"model.dropout": 0.5, "mc.samples": 4, "train.epochs": 2})
+    c1, c4 = tiny_config(num_devices=1, **over), tiny_config(num_devices=4, **over)
+    e1, s1, r1 = run(c1)
+    e4, s4, r4 = run(c4)
+    assert dict(e4.placement.mesh.shape) == {"seed": 1, "data": 4}
+    np.testing.assert_array_equal(np.asarray(s1.order), np.asarray(s4.order))
+    np.testing.assert_allclose(metrics(r1), metrics(r4), rtol=2e-5, atol=1e-6)
+    flops1, flops4 = score_flops_per_device(e1, s1, c1), score_flops_per_device(e4, s4, c4)
+    assert flops4 < 0.3 * flops1, (flops1, flops4)
+
+
 def test_same_seed_is_bit_identical_and_seeds_differ():
     _, s1, r1 = run(tiny_config())
     _, s2, r2 = run(tiny_config())

@@ -26,8 +26,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rows(workdir):
-    with open(os.path.join(workdir, "results.csv")) as f:
+def _rows(workdir, name="results.csv"):
+    with open(os.path.join(workdir, name)) as f:
         return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
 
 
@@ -79,6 +79,16 @@ def test_two_processes_match_one_process(tmp_path, mode):
     a, b = np.load(one / "labeled_indices.npz"), np.load(two / "labeled_indices.npz")
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
+    # Each process also wrote the rows and pools of its own seeds (2 of 4 each:
+    # one seed group per device, 2 devices per process), together the run's.
+    own = [_rows(two, f"processes/process_{i}/results.csv") for i in range(2)]
+    assert [sorted({r["seed"] for r in rows}) for rows in own] == [["0", "1"], ["2", "3"]]
+    key = lambda r: (r["strategy"], int(r["seed"]), int(r["round"]))  # noqa: E731
+    assert sorted(own[0] + own[1], key=key) == sorted(_rows(one), key=key)
+    for i in range(2):
+        part = np.load(two / "processes" / f"process_{i}" / "labeled_indices.npz")
+        np.testing.assert_array_equal(part["seeds"], [2 * i, 2 * i + 1])
+        np.testing.assert_array_equal(part["margin/order"], a["margin/order"][2 * i : 2 * i + 2])
     # Orbax wrote one shard set per process.
     step = sorted(d for d in os.listdir(two / "checkpoints") if d.isdigit())[-1]
     names = " ".join(os.listdir(two / "checkpoints" / step / "state"))
