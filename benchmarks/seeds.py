@@ -197,10 +197,13 @@ def main() -> None:
             for label, t in times.items():
                 if t > 3 * times[best] and label not in slow:
                     slow[label] = f"{t / times[best]:.1f}x slower than {best} at S={s}"
+            # Repeated runs of one path differ by ~5-10% here: a pick within 5%
+            # of the fastest is reported as such, not as a match.
+            gap = times[auto_label] / times[best] - 1
+            verdict = "match" if best == auto_label else f"{100 * gap:.0f}% slower than fastest"
             print(
                 f"|   | fastest one-device path at S={s} (process wall time): **{best}** "
-                f"(auto picks {auto_label}: {'match' if best == auto_label else 'MISMATCH'}) "
-                "| | | | |"
+                f"(auto picks {auto_label}: {verdict}) | | | | |"
             )
             if str(s) in args.procs_seeds.split(","):
                 t = sum(_spawn(model, 1, "vmap", seed=i)["process_seconds"] for i in range(s))

@@ -423,7 +423,22 @@ def over_seeds(
 
     def looped(*args):
         cs = calls(args)
-        return stack_seeds(run(lambda i: one(cs[i]), len(cs)), placement)
+        # Concurrent calls must not share devices when they are multi-device
+        # programs (two threads could enqueue them on the devices in opposite
+        # orders and deadlock their collectives): a row's seeds run in order,
+        # rows side by side. One-device calls run side by side freely.
+        lanes: dict = {}
+        for i, (row_mesh, _, _) in enumerate(cs):
+            lanes.setdefault(i if row_mesh is None else id(row_mesh), []).append(i)
+        lanes = list(lanes.values())
+        outs: list = [None] * len(cs)
+
+        def lane(j):
+            for i in lanes[j]:
+                outs[i] = one(cs[i])
+
+        run(lane, len(lanes))
+        return stack_seeds(outs, placement)
 
     def lower_first(*args):
         row_mesh, f, call = calls(args)[0]
