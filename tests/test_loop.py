@@ -137,6 +137,19 @@ def test_fewer_seeds_than_devices_shard_pool_scoring_over_data(mode, strategy, s
     assert flops4 < 1.2 * share * flops1, (flops1, flops4, share)
 
 
+@pytest.mark.parametrize("mode,seeds", [("vmap", 4), ("loop", 4), ("loop", 1)])
+def test_ensemble_members_compose_with_seeds_over_devices(mode, seeds):
+    # Each seed carries its [M] members; seeds shard over devices (and with 1
+    # seed the members' pool scoring shards over data): same pools as 1 device.
+    over = {"seed_execution": mode, "num_seeds": seeds, "ensemble_size": 3}
+    over.update({"strategy": "bald", "budget": 20, "train.epochs": 2})
+    e1, s1, r1 = run(tiny_config(num_devices=1, **over))
+    e4, s4, r4 = run(tiny_config(num_devices=4, **over))
+    assert jax.tree.leaves(s4.variables)[0].shape[:2] == (seeds, 3)  # [S, M, ...]
+    np.testing.assert_array_equal(np.asarray(s1.order), np.asarray(s4.order))
+    np.testing.assert_allclose(metrics(r1), metrics(r4), rtol=2e-5, atol=1e-6)
+
+
 def test_same_seed_is_bit_identical_and_seeds_differ():
     _, s1, r1 = run(tiny_config())
     _, s2, r2 = run(tiny_config())
