@@ -8,6 +8,7 @@ anything is compiled or trained.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -20,10 +21,24 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder of the run.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a finished run in --workdir.")
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bar.")
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "Multi-process runs: host:port of process 0 (jax.distributed)."
+    "coordinator_address",
+    None,
+    "Multi-process runs: host:port of process 0 (jax.distributed). "
+    "Default: $JAX_COORDINATOR_ADDRESS.",
 )
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-process runs: process count.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-process runs: this process's index.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-process runs: process count. Default: $JAX_NUM_PROCESSES or 1."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-process runs: this process's index. Default: $JAX_PROCESS_ID or 0."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Join a multi-process run whose settings JAX detects from the cluster "
+    "(SLURM, Open MPI, Kubernetes, ...): jax.distributed.initialize() with what "
+    "the flags above and their variables leave unset.",
+)
 
 USAGE_EXIT = 2
 
@@ -80,10 +95,14 @@ def _main(argv: list[str]) -> None:
     from jaxal.experiment import WorkdirError, run_experiment
     from jaxal.parallel import initialize_distributed
 
-    if _NUM_PROCESSES.value > 1:
-        if not _COORDINATOR.value:
-            _die("--num_processes > 1 needs --coordinator_address=host:port")
-        initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    coordinator, num_processes, process_id = _distributed_settings()
+    if _DISTRIBUTED.value or (num_processes or 1) > 1:
+        if not _DISTRIBUTED.value and not coordinator:
+            _die(
+                "--num_processes > 1 needs --coordinator_address=host:port "
+                "(or $JAX_COORDINATOR_ADDRESS)"
+            )
+        initialize_distributed(coordinator, num_processes, process_id)
 
     try:
         run_experiment(
@@ -94,6 +113,34 @@ def _main(argv: list[str]) -> None:
         )
     except (ConfigError, WorkdirError) as e:
         _die(str(e))
+
+
+def _env_int(flag, name: str) -> int | None:
+    """``flag``'s value, else the integer in environment variable ``name``."""
+    if flag.value is not None:
+        return flag.value
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        _die(f"${name}={raw!r} is not an integer")
+
+
+def _distributed_settings() -> tuple[str | None, int | None, int | None]:
+    """(coordinator, processes, process id): flags first, then ``$JAX_*`` variables."""
+    coordinator = _COORDINATOR.value or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
+    num_processes = _env_int(_NUM_PROCESSES, "JAX_NUM_PROCESSES")
+    process_id = _env_int(_PROCESS_ID, "JAX_PROCESS_ID")
+    if num_processes is not None and num_processes < 1:
+        _die(f"--num_processes={num_processes} must be >= 1")
+    if process_id is not None and num_processes is not None:
+        if not 0 <= process_id < num_processes:
+            _die(f"--process_id={process_id} must be in [0, {num_processes}) (--num_processes)")
+    if (num_processes or 1) > 1 and process_id is None:
+        _die("--num_processes > 1 needs --process_id (or $JAX_PROCESS_ID)")
+    return coordinator, num_processes, process_id
 
 
 def run() -> None:

@@ -232,12 +232,19 @@ def to_host(tree):
     return jax.tree.map(one, tree)
 
 
-def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
-    """Join a multi-process run (``jax.distributed``); CPU uses gloo collectives."""
-    if num_processes <= 1:
+def initialize_distributed(
+    coordinator: str | None, num_processes: int | None, process_id: int | None
+) -> None:
+    """Join a multi-process run (``jax.distributed``); CPU uses gloo collectives.
+
+    Arguments left ``None`` are detected by JAX from the cluster environment
+    (SLURM, Open MPI, Kubernetes, ...). One process and no detection: no-op.
+    """
+    if num_processes == 1:
         return
-    if os.environ.get("JAX_PLATFORMS", "cpu") in ("cpu", "") or jax.default_backend() == "cpu":
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Only the CPU backend reads this; asking for the backend here would start
+    # it, which must not happen before jax.distributed.initialize.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
 
 

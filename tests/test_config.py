@@ -88,10 +88,11 @@ def test_the_quickstart_config_is_valid():
         config_lib.validate_sizes(config, data_lib.load(config.dataset))
 
 
-def _cli(*args, cwd=REPO):
+def _cli(*args, cwd=REPO, env=None):
     return subprocess.run(
         [sys.executable, "-m", "jaxal", *args],
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -113,6 +114,25 @@ def test_cli_bad_input_is_one_line_and_exit_status_2(flag, expected, tmp_path):
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("jaxal: error:") and expected in lines[0], lines
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "flags,env,expected",
+    [
+        (["--num_processes=2", "--process_id=0"], {}, "needs --coordinator_address"),
+        (["--coordinator_address=127.0.0.1:1", "--num_processes=2"], {}, "needs --process_id"),
+        (["--num_processes=2", "--process_id=2"], {}, "--process_id=2 must be in [0, 2)"),
+        ([], {"JAX_NUM_PROCESSES": "two"}, "$JAX_NUM_PROCESSES='two' is not an integer"),
+        ([], {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}, "needs --coordinator_address"),
+    ],
+)
+def test_cli_bad_multiprocess_settings(flags, env, expected, tmp_path):
+    # Flags or JAX_* variables; refused in one line, before joining anything.
+    r = _cli("--config=configs/digits.py:smoke", f"--workdir={tmp_path / 'w'}", *flags, env=env)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and expected in lines[0], lines
     assert not (tmp_path / "w").exists()
 
 

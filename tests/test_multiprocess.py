@@ -51,26 +51,28 @@ def test_two_processes_match_one_process(tmp_path, mode):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jaxal",
-                *args,
-                f"--workdir={two}",
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],
-            cwd=REPO,
-            env=_env(2),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    # vmap: the settings as flags; loop: as JAX_* environment variables.
+    flag_style = mode == "vmap"
+
+    def launch(i):
+        cmd = [sys.executable, "-m", "jaxal", *args, f"--workdir={two}"]
+        env = _env(2)
+        if flag_style:
+            cmd += [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
+            cmd += [f"--process_id={i}"]
+        else:
+            env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2")
+            env["JAX_PROCESS_ID"] = str(i)
+        return cmd, env
+
+    procs = []
+    for i in range(2):
+        cmd, env = launch(i)
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
         )
-        for i in range(2)
-    ]
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
