@@ -37,8 +37,8 @@ def _env(devices: int):
     return env
 
 
-@pytest.mark.parametrize("mode", ["vmap", "loop"])
-def test_two_processes_match_one_process(tmp_path, mode):
+@pytest.mark.parametrize("mode,style", [("vmap", "flags"), ("loop", "env"), ("loop", "slurm")])
+def test_two_processes_match_one_process(tmp_path, mode, style):
     one, two = tmp_path / "one", tmp_path / "two"
     args = [*ARGS, f"--config.seed_execution={mode}"]
     r = subprocess.run(
@@ -51,18 +51,22 @@ def test_two_processes_match_one_process(tmp_path, mode):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     port = _free_port()
-    # vmap: the settings as flags; loop: as JAX_* environment variables.
-    flag_style = mode == "vmap"
+    # The multi-process settings as flags, as JAX_* variables, or detected by
+    # JAX from a (simulated) SLURM job step with --distributed.
 
     def launch(i):
         cmd = [sys.executable, "-m", "jaxal", *args, f"--workdir={two}"]
         env = _env(2)
-        if flag_style:
+        if style == "flags":
             cmd += [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
             cmd += [f"--process_id={i}"]
-        else:
+        elif style == "env":
             env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2")
             env["JAX_PROCESS_ID"] = str(i)
+        else:
+            cmd.append("--distributed")
+            env.update(SLURM_JOB_ID="1", SLURM_STEP_NODELIST="127.0.0.1", SLURM_NTASKS="2")
+            env.update(SLURM_PROCID=str(i), SLURM_LOCALID=str(i), JAX_COORDINATOR_PORT=str(port))
         return cmd, env
 
     procs = []
