@@ -264,9 +264,13 @@ def split_seeds(tree, placement: Placement) -> list:
         return [tree_index(tree, i) for i in range(s)]
 
     def per_seed(a):
-        out = []
+        # One copy per seed group this process holds: its first local device's.
+        # (A group whose row spans processes is run by each of them, alike.)
+        out, seen = [], set()
         for shard in sorted(a.addressable_shards, key=lambda sh: sh.index[0].start or 0):
-            if shard.replica_id == 0:  # one copy per seed group
+            start = shard.index[0].start or 0
+            if start not in seen:
+                seen.add(start)
                 out.extend(shard.data[j] for j in range(shard.data.shape[0]))
         return out
 
@@ -436,7 +440,8 @@ def over_seeds(
         # rows side by side. One-device calls run side by side freely.
         lanes: dict = {}
         for i, (row_mesh, _, _) in enumerate(cs):
-            lanes.setdefault(i if row_mesh is None else id(row_mesh), []).append(i)
+            lane_key = ("seed", i) if row_mesh is None else ("row", id(row_mesh))
+            lanes.setdefault(lane_key, []).append(i)
         lanes = list(lanes.values())
         outs: list = [None] * len(cs)
 

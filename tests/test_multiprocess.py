@@ -12,7 +12,6 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [
     "--config=configs/digits.py:smoke",
-    "--config.num_seeds=4",
     "--config.train.epochs=3",
     "--config.strategy=margin",
     "--no_progress",
@@ -37,10 +36,15 @@ def _env(devices: int):
     return env
 
 
-@pytest.mark.parametrize("mode,style", [("vmap", "flags"), ("loop", "env"), ("loop", "slurm")])
-def test_two_processes_match_one_process(tmp_path, mode, style):
+@pytest.mark.parametrize(
+    "mode,style,seeds,devices",
+    # devices per process; with 1 seed on 2 one-device processes the seed's
+    # row of the mesh spans both processes (each runs it; process 0 owns it).
+    [("vmap", "flags", 4, 2), ("loop", "env", 4, 2), ("loop", "slurm", 1, 1)],
+)
+def test_two_processes_match_one_process(tmp_path, mode, style, seeds, devices):
     one, two = tmp_path / "one", tmp_path / "two"
-    args = [*ARGS, f"--config.seed_execution={mode}"]
+    args = [*ARGS, f"--config.seed_execution={mode}", f"--config.num_seeds={seeds}"]
     r = subprocess.run(
         [sys.executable, "-m", "jaxal", *args, f"--workdir={one}", "--config.num_devices=1"],
         cwd=REPO,
@@ -56,7 +60,7 @@ def test_two_processes_match_one_process(tmp_path, mode, style):
 
     def launch(i):
         cmd = [sys.executable, "-m", "jaxal", *args, f"--workdir={two}"]
-        env = _env(2)
+        env = _env(devices)
         if style == "flags":
             cmd += [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
             cmd += [f"--process_id={i}"]
@@ -80,21 +84,24 @@ def test_two_processes_match_one_process(tmp_path, mode, style):
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
-    assert "4 seeds" in outs[0][0]  # process 0 reports; the seeds live on 4 devices, 2 hosts
+    assert f"{seeds} seeds" in outs[0][0]  # process 0 reports
     assert _rows(two) == _rows(one)
     a, b = np.load(one / "labeled_indices.npz"), np.load(two / "labeled_indices.npz")
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
-    # Each process also wrote the rows and pools of its own seeds (2 of 4 each:
-    # one seed group per device, 2 devices per process), together the run's.
+    # Each process also wrote the rows and pools of its own seeds (those of
+    # its seed groups: 2 of 4 with 2 devices each), together the run's.
+    mine = [list(range(seeds))[i * seeds // 2 : (i + 1) * seeds // 2] for i in range(2)]
+    if seeds == 1:
+        mine = [[0], []]
     own = [_rows(two, f"processes/process_{i}/results.csv") for i in range(2)]
-    assert [sorted({r["seed"] for r in rows}) for rows in own] == [["0", "1"], ["2", "3"]]
+    assert [sorted({int(r["seed"]) for r in rows}) for rows in own] == mine
     key = lambda r: (r["strategy"], int(r["seed"]), int(r["round"]))  # noqa: E731
     assert sorted(own[0] + own[1], key=key) == sorted(_rows(one), key=key)
     for i in range(2):
         part = np.load(two / "processes" / f"process_{i}" / "labeled_indices.npz")
-        np.testing.assert_array_equal(part["seeds"], [2 * i, 2 * i + 1])
-        np.testing.assert_array_equal(part["margin/order"], a["margin/order"][2 * i : 2 * i + 2])
+        np.testing.assert_array_equal(part["seeds"], mine[i])
+        np.testing.assert_array_equal(part["margin/order"], a["margin/order"][mine[i]])
     # Orbax wrote one shard set per process.
     step = sorted(d for d in os.listdir(two / "checkpoints") if d.isdigit())[-1]
     names = " ".join(os.listdir(two / "checkpoints" / step / "state"))
