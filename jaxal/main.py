@@ -102,7 +102,10 @@ def _main(argv: list[str]) -> None:
                 "--num_processes > 1 needs --coordinator_address=host:port "
                 "(or $JAX_COORDINATOR_ADDRESS)"
             )
-        initialize_distributed(coordinator, num_processes, process_id)
+        try:
+            initialize_distributed(coordinator, num_processes, process_id)
+        except (ValueError, RuntimeError) as e:  # e.g. --distributed outside a cluster
+            _die(f"could not join the multi-process run: {' '.join(str(e).split())}")
 
     try:
         run_experiment(

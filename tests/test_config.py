@@ -125,6 +125,7 @@ def test_cli_bad_input_is_one_line_and_exit_status_2(flag, expected, tmp_path):
         (["--num_processes=2", "--process_id=2"], {}, "--process_id=2 must be in [0, 2)"),
         ([], {"JAX_NUM_PROCESSES": "two"}, "$JAX_NUM_PROCESSES='two' is not an integer"),
         ([], {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}, "needs --coordinator_address"),
+        (["--distributed"], {}, "could not join the multi-process run"),  # no cluster here
     ],
 )
 def test_cli_bad_multiprocess_settings(flags, env, expected, tmp_path):
