@@ -193,15 +193,12 @@ def _place(tree, sharding):
     passes the same host values and materialises only its own shards)."""
 
     def one(a):
-        if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-            impl = jax.random.key_impl(a)
-            return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=impl)
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
             return a if a.sharding == sharding else jax.jit(lambda x: x, out_shardings=sharding)(a)
         host = np.asarray(a)
         return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
-    return jax.tree.map(one, tree)
+    return jax.tree.map(lambda a: _map_keys(one, a), tree)
 
 
 def put_seeds(tree, placement: Placement):
