@@ -374,7 +374,10 @@ def over_seeds(
         raise ValueError(f"seed execution {mode!r}; allowed: vmap, loop")
     jitted = jax.jit(fn)
     run = SeedRunner(placement.threads)
-    rows = shard_data and mesh is not None and mesh.shape["data"] > 1
+    # Seed groups whose calls run on their whole mesh row (None: one device each).
+    groups = None
+    if shard_data and mesh is not None and mesh.shape["data"] > 1:
+        groups = _local_rows(mesh)
     row_jits: dict[int, tuple[Mesh, Callable]] = {}
 
     def row_jit(g: int):
@@ -384,10 +387,9 @@ def over_seeds(
             row_jits[g] = (row_mesh, jax.jit(fn, out_shardings=out))
         return row_jits[g]
 
-    def calls(args) -> list[Callable]:
-        """One argument-tuple maker per local seed, with its jitted function."""
-        if rows and _local_rows(mesh) is not None:
-            groups = _local_rows(mesh)
+    def calls(args) -> list[tuple]:
+        """Per local seed: ``(row mesh or None, jitted function, arguments)``."""
+        if groups is not None:
             per_seed = [
                 split_seeds_over_rows(a, placement) if ax == 0 else None
                 for a, ax in zip(args, in_axes, strict=True)
@@ -523,9 +525,9 @@ def split_seeds_over_rows(tree, placement: Placement) -> list:
 
     def per_seed(a):
         out = []
+        by_dev = {sh.device: sh.data for sh in a.addressable_shards}
         for g in groups:
             row_mesh = _row_mesh(mesh, g)
-            by_dev = {sh.device: sh.data for sh in a.addressable_shards}
             pieces = [by_dev[d] for d in row_mesh.devices.flat]
             sharding = NamedSharding(row_mesh, P())
             for j in range(pieces[0].shape[0]):
