@@ -76,45 +76,21 @@ def worker(model: str, num_seeds: int, mode: str, devices: int, seed: int, threa
     """One run in this process; returns timings (printed as JSON by main)."""
     import numpy as np
 
-    from jaxal import config as config_lib
-    from jaxal import data as data_lib
-    from jaxal import parallel, strategies
-    from jaxal.experiment import to_device
-    from jaxal.loop import make_engine, run_rounds
+    from jaxal.assemble import assemble
+    from jaxal.loop import run_rounds
 
     t0 = time.perf_counter()
     config = _config(model, num_seeds, mode, devices, threads)
     config.seed = seed
-    config_lib.validate(config)
-    ds = data_lib.load(config.dataset)
-    n_cls = ds.num_classes
-    placement = parallel.make_placement(num_seeds, devices, threads)
-    net = config_lib.build_model(config, n_cls)
-    budget = config_lib.budget(config, n_cls)
-    engine = make_engine(
-        config,
-        net,
-        strategies.get("entropy"),
-        ds.x_train.shape[0],
-        n_cls,
-        budget,
-        placement=placement,
-    )
-    data = parallel.put_shared(to_device(ds), placement)
-    _, recs = run_rounds(
-        engine,
-        np.arange(seed, seed + num_seeds),
-        data,
-        init_size=config_lib.initial_size(config, n_cls),
-        query_size=int(config.query_size),
-        budget=budget,
-    )
+    run = assemble(config)
+    engine = run.engine("entropy")
+    _, recs = run_rounds(engine, run.seeds, run.data)
     rounds = [r.train_seconds + r.eval_seconds + r.score_seconds + r.select_seconds for r in recs]
     return {
         "run_seconds": time.perf_counter() - t0,
         "round_seconds": float(np.median(rounds[1:])),
         "seed_execution": engine.seed_execution,
-        "threads": placement.threads,
+        "threads": run.placement.threads,
         "accuracy": float(np.mean(recs[-1].test_accuracy)),
     }
 

@@ -1,56 +1,37 @@
 """``run_experiment(config, workdir)``: one config, every strategy, every seed.
 
-Loads the dataset, validates the config against it (before anything compiles),
-runs each strategy's rounds with S seeds in one process and writes, in the
-workdir: ``config.json``, ``results.csv`` (rewritten after every round, so a
-crash loses at most the round in flight), ``labeled_indices.npz``,
-``learning_curve.png`` and a ``DONE`` marker.
-
-In a multi-process run every process writes the rows and pools of its own
-seeds to ``processes/process_<i>/`` (and its own checkpoint shards); process 0
-also writes the run's files above, the same as a one-process run's.
+Reads top to bottom: setup (assemble the run, before anything compiles),
+resume (from the last checkpoint), rounds (every strategy, all seeds at once),
+results (files, table). What is written when is :mod:`jaxal.workdir`'s job.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxal import checkpoint as checkpoint_lib
 from jaxal import config as config_lib
-from jaxal import data as data_lib
 from jaxal import parallel, report
-from jaxal import strategies as strategies_lib
-from jaxal.loop import acquisition_rounds, make_engine, make_train_phases, run_rounds
-from jaxal.rng import seed_keys
-from jaxal.train import Data
+from jaxal.assemble import Run, assemble, to_device  # noqa: F401  (to_device: public API)
+from jaxal.loop import acquisition_rounds, init_state, rounds
+from jaxal.workdir import DONE, Finished, RunWriter, WorkdirError  # noqa: F401
 
-DONE = "DONE"
-
-
-class WorkdirError(RuntimeError):
-    """The workdir already holds a finished run."""
+# Only these keys may differ between a checkpointed run and its resumption.
+_RESUMABLE_CHANGES = ("budget", "num_rounds")
 
 
-def check_workdir(workdir: str, overwrite: bool) -> None:
-    if os.path.exists(os.path.join(workdir, DONE)) and not overwrite:
-        raise WorkdirError(
-            f"workdir {workdir!r} already holds a finished run (results.csv, {DONE}); "
-            "choose another --workdir or pass --overwrite"
-        )
+class Resume(NamedTuple):
+    """Where a checkpointed run goes on: the strategy in flight and its next round."""
 
-
-def to_device(ds: data_lib.Dataset, placement=parallel.SINGLE_DEVICE) -> Data:
-    """The dataset as device arrays: on the default device, or replicated on the mesh."""
-    arrays = (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.x_val, ds.y_val)
-    if placement.mesh is None:
-        return Data(*(jnp.asarray(a) for a in arrays))
-    return parallel.put_shared(Data(*arrays), placement)
+    step: int
+    strategy_index: int
+    next_round: int
+    rows: list[dict]  # the rows of the strategy in flight so far
+    state: dict  # its flat checkpointed SeedState
 
 
 def seeds_of(config) -> np.ndarray:
@@ -58,7 +39,14 @@ def seeds_of(config) -> np.ndarray:
 
 
 def run_experiment(
-    config, workdir: str, *, overwrite: bool = False, console=None, progress: bool = True
+    config,
+    workdir: str,
+    *,
+    overwrite: bool = False,
+    console=None,
+    progress: bool = True,
+    dataset=None,
+    model: Any = None,
 ) -> list[dict]:
     """Run every strategy of ``config`` for all its seeds; write results to ``workdir``.
 
@@ -68,15 +56,124 @@ def run_experiment(
       overwrite: replace a finished run in ``workdir``.
       console: a ``rich.console.Console`` (default: a new one on stdout).
       progress: show a progress bar with ETA.
+      dataset: your own :class:`jaxal.data.Dataset` (e.g. ``jaxal.data.from_arrays``)
+        instead of ``config.dataset.name``.
+      model: your own model instead of ``config.model``: a Flax Linen module with
+        ``__call__(x, train) -> (logits, embedding)``, a ``factory(num_classes)``
+        returning one, or a jaxal ``Model``.
 
     Returns:
       The rows of ``results.csv``.
 
     Raises:
-      jaxal.config.ConfigError: invalid config (nothing has been compiled).
+      jaxal.config.ConfigError: invalid config (nothing has been compiled or written).
       WorkdirError: ``workdir`` holds a finished run and ``overwrite`` is False.
     """
     from rich.console import Console
+
+    # --- Setup: everything checked and built before anything compiles --------
+    primary = jax.process_index() == 0  # multi-process: one writer of the run's files
+    console = console or Console(quiet=not primary)
+    RunWriter(workdir).check_not_finished(overwrite)
+    run = assemble(config, dataset=dataset, model=model)
+    seeds, plan, labels = run.seeds, run.plan, list(run.strategies)
+    mine = seeds[parallel.local_seeds(run.placement, len(seeds))]
+    writer = RunWriter(
+        workdir,
+        primary=primary,
+        process_index=jax.process_index(),
+        multi_process=jax.process_count() > 1,
+        own_seeds=mine,
+    )
+    config_json = _config_json(config, dataset, model, run)
+    settings = run.settings
+    ckpt = None
+    resuming = settings.checkpoint_enabled and not overwrite
+    if resuming and _check_resumable(config_json, writer) is None:
+        resuming = False
+    writer.start(config_json, overwrite)
+    if settings.checkpoint_enabled:
+        ckpt = checkpoint_lib.RunCheckpointer(
+            writer.checkpoint_dir,
+            max_to_keep=settings.checkpoint_max_to_keep,
+            async_save=settings.checkpoint_async,
+        )
+    console.print(
+        f"[bold]jaxal[/]: {run.dataset.name} (pool {plan.num_pool}, test "
+        f"{run.dataset.x_test.shape[0]}, {plan.num_classes} classes), model {run.model.name}, "
+        f"{len(seeds)} seeds, strategies {', '.join(labels)}, "
+        f"{plan.initial_size} -> {plan.budget} labels in steps of {plan.query_size}"
+    )
+
+    # --- Resume: finished strategies from their records, the one in flight
+    # from the latest readable checkpoint ---------------------------------------
+    resume = _latest(ckpt) if resuming else None
+    finished: dict[str, Finished] = {}
+    if resume is not None:
+        finished = writer.load_finished(labels, resume.strategy_index)
+        console.print(
+            f"resuming from checkpoint {resume.step}: strategy "
+            f"{labels[resume.strategy_index]!r}, round {resume.next_round}"
+        )
+    all_rows = [r for f in finished.values() for r in f.rows]
+    orders = {label: f.order for label, f in finished.items()}
+
+    # --- Rounds ---------------------------------------------------------------
+    try:
+        with _progress_bar(console, progress) as bar:
+            done = len(finished) * plan.num_rounds + (resume.next_round if resume else 0)
+            task = bar.add_task(
+                "active learning", total=len(labels) * plan.num_rounds, completed=done
+            )
+            for si, label in enumerate(labels):
+                if label in finished:
+                    continue
+                engine = run.engine(label)
+                bar.update(task, description=f"{label} ({engine.seed_execution} over seeds)")
+                state, start, rows = None, 0, []
+                if resume is not None and resume.strategy_index == si:
+                    template = init_state(engine, seeds, run.data)
+                    state = _from_flat(resume.state, template, run.placement)
+                    start, rows = resume.next_round, list(resume.rows)
+                    all_rows += rows
+                for rec, state in rounds(  # noqa: B020 (each round's state replaces the last)
+                    engine, seeds, run.data, state=state, start_round=start
+                ):
+                    new = report.rows(label, seeds, [rec])
+                    rows += new
+                    all_rows += new
+                    if ckpt is not None:
+                        meta = {
+                            "config": config_json,
+                            "strategy_index": si,
+                            "next_round": rec.round + 1,
+                            "rows": rows,
+                        }
+                        ckpt.save(si * plan.num_rounds + rec.round, state, meta)
+                    writer.write_rows(all_rows)
+                    bar.console.print(report.format_row(label, rec), soft_wrap=True)
+                    bar.advance(task)
+                orders[label] = parallel.to_host(state.order)
+                writer.save_finished(si, label, rows, orders[label])
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+
+    # --- Results ----------------------------------------------------------------
+    orders = {label: orders[label] for label in labels}  # run order
+    acquired = {label: acquisition_rounds(o, plan) for label, o in orders.items()}
+    writer.finish(
+        all_rows,
+        orders,
+        acquired,
+        seeds,
+        title=f"{run.dataset.name} / {run.model.name}",
+        console=console,
+    )
+    return all_rows
+
+
+def _progress_bar(console, enabled: bool):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -86,76 +183,7 @@ def run_experiment(
         TimeRemainingColumn,
     )
 
-    primary = jax.process_index() == 0  # multi-process: one writer of result files
-    console = console or Console(quiet=not primary)
-    config_lib.validate(config)
-    check_workdir(workdir, overwrite)
-    ds = data_lib.load(config.dataset)
-    config_lib.validate_sizes(config, ds)
-
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if overwrite and primary and os.path.exists(ckpt_dir):
-        shutil.rmtree(ckpt_dir)
-    resume_from = None
-    if config.checkpoint.enabled and os.path.exists(ckpt_dir):
-        resume_from = _check_resumable(config, workdir)
-    os.makedirs(workdir, exist_ok=True)
-    if primary:
-        for stale in (DONE, "labeled_indices.npz", "learning_curve.png"):
-            if os.path.exists(os.path.join(workdir, stale)):
-                os.remove(os.path.join(workdir, stale))
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-
-    seeds = seeds_of(config)
-    names = config_lib.strategy_names(config)
-    n_pool, n_cls = int(ds.x_train.shape[0]), int(ds.num_classes)
-    init = config_lib.initial_size(config, n_cls)
-    budget = config_lib.budget(config, n_cls)
-    k = int(config.query_size)
-    rounds_per = config_lib.num_acquisitions(config, n_cls) + 1
-    model = config_lib.build_model(config, n_cls)
-    try:
-        placement = parallel.make_placement(
-            len(seeds), int(config.num_devices), int(config.seed_threads)
-        )
-    except ValueError as e:
-        raise config_lib.ConfigError(f"config.num_devices: {e}") from None
-    data = to_device(ds, placement)
-    mine = {int(x) for x in seeds[parallel.local_seeds(placement, len(seeds))]}  # own seeds
-    own_dir = None
-    if jax.process_count() > 1:
-        own_dir = os.path.join(workdir, "processes", f"process_{jax.process_index()}")
-        os.makedirs(own_dir, exist_ok=True)
-
-    console.print(
-        f"[bold]jaxal[/]: {ds.name} (pool {n_pool}, test {ds.x_test.shape[0]}, {n_cls} classes), "
-        f"model {model.name}, {len(seeds)} seeds, strategies {', '.join(names)}, "
-        f"{init} -> {budget} labels in steps of {k}"
-    )
-    ckpt = None
-    if config.checkpoint.enabled:
-        ckpt = checkpoint_lib.RunCheckpointer(
-            ckpt_dir,
-            max_to_keep=int(config.checkpoint.max_to_keep),
-            async_save=bool(config.checkpoint.async_save),
-        )
-    # Progress so far: rows, finished strategies' orders, the state in flight.
-    all_rows: list[dict] = []
-    orders: dict[str, np.ndarray] = {}
-    restored = None  # (strategy index, next round, flat state)
-    if ckpt is not None and resume_from is not None:
-        found = ckpt.restore_latest_good()
-        if found is not None:
-            step, flat, meta = found
-            all_rows = list(meta["rows"])
-            orders = {n: np.asarray(o, np.int32) for n, o in meta["orders"].items()}
-            restored = (int(meta["strategy_index"]), int(meta["next_round"]), flat)
-            console.print(
-                f"resuming from checkpoint {step}: strategy {names[restored[0]]!r}, "
-                f"round {restored[1]}"
-            )
-    bar = Progress(
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -164,116 +192,59 @@ def run_experiment(
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
-        disable=not progress,
+        disable=not enabled,
         transient=True,
     )
-    phases = make_train_phases(config, model, placement)
-    config_json = json.loads(config.to_json_best_effort())
-    try:
-        with bar:
-            done_rounds = len({(r["strategy"], r["round"]) for r in all_rows})
-            task = bar.add_task(
-                "active learning", total=len(names) * rounds_per, completed=done_rounds
-            )
-            for si, name in enumerate(names):
-                if name in orders:
-                    continue  # finished before the restart
-                strategy = strategies_lib.get(
-                    name, **config_lib.strategy_kwargs(config, name, n_pool)
-                )
-                engine = make_engine(config, model, strategy, n_pool, n_cls, budget, phases)
-                bar.update(task, description=f"{name} ({engine.seed_execution} over seeds)")
-                state, start = None, 0
-                if restored is not None and restored[0] == si:
-                    template = engine.init(parallel.put_seeds(seed_keys(seeds), placement), data)
-                    state, start = _from_flat(restored[2], template, placement), restored[1]
-
-                def on_round(rec, new_state, name=name, si=si):
-                    all_rows.extend(report.rows(name, seeds, [rec]))
-                    if ckpt is not None:
-                        meta = {
-                            "config": config_json,
-                            "strategy_index": si,
-                            "next_round": rec.round + 1,
-                            "rows": all_rows,
-                            "orders": {n: o.tolist() for n, o in orders.items()},
-                        }
-                        ckpt.save(si * rounds_per + rec.round, new_state, meta)
-                    if primary:
-                        report.write_csv(os.path.join(workdir, "results.csv"), all_rows)
-                    if own_dir is not None:
-                        report.write_csv(
-                            os.path.join(own_dir, "results.csv"),
-                            [r for r in all_rows if r["seed"] in mine],
-                        )
-                    bar.console.print(report.format_row(name, rec), soft_wrap=True)
-                    bar.advance(task)
-
-                state, _ = run_rounds(
-                    engine,
-                    seeds,
-                    data,
-                    init_size=init,
-                    query_size=k,
-                    budget=budget,
-                    on_round=on_round,
-                    state=state,
-                    start_round=start,
-                )
-                orders[name] = parallel.to_host(state.order)
-    finally:
-        if ckpt is not None:
-            ckpt.close()
-
-    rounds = {n: acquisition_rounds(o, init, k) for n, o in orders.items()}
-    if own_dir is not None:
-        pick = np.isin(seeds, sorted(mine))
-        report.write_labeled_indices(
-            os.path.join(own_dir, "labeled_indices.npz"),
-            {n: o[pick] for n, o in orders.items()},
-            {n: r[pick] for n, r in rounds.items()},
-            seeds[pick],
-        )
-    if not primary:
-        return all_rows
-    report.write_labeled_indices(
-        os.path.join(workdir, "labeled_indices.npz"), orders, rounds, seeds
-    )
-    report.write_csv(os.path.join(workdir, "results.csv"), all_rows)
-    report.plot_learning_curves(
-        os.path.join(workdir, "learning_curve.png"), all_rows, title=f"{ds.name} / {model.name}"
-    )
-    report.write_tensorboard(os.path.join(workdir, "tensorboard"), all_rows)
-    console.print(report.summary_table(all_rows))
-    console.print(f"results in {os.path.abspath(workdir)}")
-    with open(os.path.join(workdir, DONE), "w") as f:
-        f.write("finished\n")
-    return all_rows
 
 
-# Only these keys may differ between a checkpointed run and its resumption.
-_RESUMABLE_CHANGES = ("budget", "num_rounds")
+def _config_json(config, dataset, model, run: Run) -> dict:
+    """The resolved config as JSON; objects given from Python are named in it."""
+    out = json.loads(config.to_json_best_effort())
+    given = {}
+    if dataset is not None:
+        given["dataset"] = run.dataset.name
+    if model is not None:
+        given["model"] = run.model.name
+    if given:
+        out["python_objects"] = given
+    return out
 
 
-def _check_resumable(config, workdir: str) -> str | None:
-    """The workdir's checkpointed config must match ``config`` (but the budget)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+def _latest(ckpt) -> Resume | None:
+    found = None if ckpt is None else ckpt.restore_latest_good()
+    if found is None:
         return None
-    with open(path) as f:
-        old = json.load(f)
-    new = json.loads(config.to_json_best_effort())
+    step, flat, meta = found
+    return Resume(
+        step, int(meta["strategy_index"]), int(meta["next_round"]), list(meta["rows"]), flat
+    )
+
+
+def _check_resumable(config_json: dict, writer: RunWriter) -> dict | None:
+    """The workdir's checkpointed config must match ``config`` (but the budget).
+
+    Returns the saved config (``None``: nothing to resume).
+    """
+    import os
+
+    if not os.path.exists(writer.checkpoint_dir):
+        return None
+    old = writer.saved_config()
+    if old is None:
+        return None
+    new = dict(config_json)
+    old = dict(old)
     for key in _RESUMABLE_CHANGES + ("checkpoint",):
         old.pop(key, None)
         new.pop(key, None)
     diff = _diff(old, new)
     if diff:
         raise config_lib.ConfigError(
-            f"workdir {workdir!r} holds a checkpointed run with a different config "
+            f"workdir {writer.workdir!r} holds a checkpointed run with a different config "
             f"({'; '.join(diff[:3])}); only the round budget may change on resume — "
             "use another --workdir or pass --overwrite"
         )
-    return path
+    return old
 
 
 def _diff(old, new, prefix: str = "config") -> list[str]:

@@ -1,16 +1,17 @@
 """The active-learning round loop: fit -> evaluate -> score -> select -> label.
 
 The per-seed state is a fixed-shape pytree (:class:`SeedState`); the four
-phases are pure per-seed functions that :mod:`jaxal.parallel` runs over a
-leading ``[S]`` seed axis. The Python loop around them only times phases,
-collects metrics and reports progress. Shapes never change between rounds, so
-each phase compiles once per run.
+phases are pure per-seed functions that a :class:`~jaxal.parallel.SeedExecutor`
+runs over a leading ``[S]`` seed axis. The Python loop around them only times
+phases and collects metrics. Shapes never change between rounds, so each phase
+compiles once per run. Every size comes from the engine's
+:class:`~jaxal.settings.Plan`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -19,10 +20,12 @@ import numpy as np
 
 from jaxal import parallel
 from jaxal import train as train_lib
+from jaxal.initial import initial_pool
 from jaxal.models.base import Model
 from jaxal.predict import make_predict
 from jaxal.rng import Purpose, derive, seed_keys
-from jaxal.strategies.base import Outputs, Strategy, masked_top_k
+from jaxal.settings import InitialSettings, MCSettings, Plan, TrainSettings
+from jaxal.strategies.base import Outputs, Strategy
 
 Array = jax.Array
 
@@ -39,7 +42,9 @@ class SeedState(NamedTuple):
 
 
 class RoundRecord(NamedTuple):
-    """Host-side results of one round for all seeds (arrays are ``[S]``)."""
+    """Host-side results of one round for all seeds (arrays are ``[S]``).
+
+    Phase seconds are wall time of the phase for all seeds together."""
 
     round: int
     num_labeled: int
@@ -53,56 +58,50 @@ class RoundRecord(NamedTuple):
     select_seconds: float
 
 
-def initial_pool(key: Array, y_pool: Array, cfg, num_classes: int, capacity: int):
-    """``(labeled bool[N], order int32[capacity], num_labeled)`` of the initial pool."""
-    n = y_pool.shape[0]
-    if cfg.strategy == "class_balanced":
-        per = int(cfg.per_class)
-        u = jax.random.uniform(key, (n,))
-        picks = jax.vmap(lambda c: masked_top_k(u, y_pool != c, per))(jnp.arange(num_classes))
-        picks = picks.T.reshape(-1)  # interleave classes: c0, c1, ..., c0, c1, ...
-    else:
-        picks = masked_top_k(jax.random.uniform(key, (n,)), jnp.zeros(n, bool), int(cfg.size))
-    size = picks.shape[0]
-    labeled = jnp.zeros(n, bool).at[picks].set(True)
-    order = jnp.full((capacity,), -1, jnp.int32).at[:size].set(picks)
-    return labeled, order, jnp.int32(size)
-
-
 class TrainPhases(NamedTuple):
     """The strategy-independent phases, shared by every strategy of a run (so
     they compile once per run, not once per strategy)."""
 
     fit: Callable  # (state, round, data) -> (variables, FitMetrics)
     evaluate: Callable  # (variables, data) -> (acc, nll)
-    seed_execution: str
-    placement: parallel.Placement
+    executor: parallel.SeedExecutor
 
 
 class Engine(NamedTuple):
-    """The per-seed phases of a run, already wrapped for the seed axis."""
+    """The per-seed phases of one strategy's run, wrapped for the seed axis."""
 
     init: Callable  # (keys [S], data) -> SeedState [S]
     fit: Callable  # (state, round, data) -> (variables, FitMetrics)
     evaluate: Callable  # (variables, data) -> (acc, nll)
     score: Callable  # (state, round, data) -> (candidates | None, Outputs)
     select: Callable  # (state, round, candidates, outputs, take) -> (state, picked [k])
-    seed_execution: str
-    placement: parallel.Placement
+    plan: Plan
+    executor: parallel.SeedExecutor
+
+    @property
+    def seed_execution(self) -> str:
+        return self.executor.mode
+
+    @property
+    def placement(self) -> parallel.Placement:
+        return self.executor.placement
 
 
 def make_train_phases(
-    config, model: Model, placement: parallel.Placement = parallel.SINGLE_DEVICE
+    model: Model, train: TrainSettings, executor: parallel.SeedExecutor
 ) -> TrainPhases:
-    """Fit (re-initialising or warm-starting the model) and evaluate, over seeds."""
-    eval_bs = int(config.train.eval_batch_size)
-    eval_fn = train_lib.make_evaluate(model, eval_bs)
-    reinit = bool(config.train.reinit)
-    mode = parallel.resolve_seed_execution(config.seed_execution, config.model.name)
-    step_loop = parallel.resolve_step_loop(config.train.step_loop, config.model.name)
+    """Fit (re-initialising or warm-starting the model) and evaluate, over seeds.
+
+    Args:
+      model: the model adapter.
+      train: training settings; ``step_loop`` must be resolved (``device`` or
+        ``host``, see :func:`jaxal.parallel.resolve_step_loop`).
+      executor: how the seed axis runs.
+    """
+    eval_fn = train_lib.make_evaluate(model, train.eval_batch_size)
 
     def start_variables(state: SeedState, round_: Array, data: train_lib.Data):
-        if reinit:
+        if train.reinit:
             return model.init(derive(state.key, round_, Purpose.MODEL_INIT), data.x_pool[:1])
         return state.variables
 
@@ -112,106 +111,76 @@ def make_train_phases(
     def evaluate_seed(variables, data: train_lib.Data):
         return eval_fn(variables, data.x_test, data.y_test)
 
-    if step_loop == "device":
-        fit_fn = train_lib.make_fit(model, config.train, eval_bs)
+    if train.step_loop == "device":
+        fit_fn = train_lib.make_fit(model, train, train.eval_batch_size)
 
         def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
             return fit_fn(start_variables(state, round_, data), *ctx(state, round_), data)
 
-        fit = parallel.over_seeds(fit_seed, mode, (0, None, None), placement)
+        fit = executor.wrap(fit_seed, (0, None, None))
+    elif train.step_loop == "host":
+        fit = _host_fit(model, train, executor, start_variables, ctx)
     else:
-        fit = _host_fit_over_seeds(
-            train_lib.make_fit_parts(model, config.train, eval_bs),
-            config.train.batch_size,
-            mode,
-            start_variables,
-            ctx,
-            placement,
-        )
-    return TrainPhases(
-        fit=fit,
-        evaluate=parallel.over_seeds(evaluate_seed, mode, (0, None), placement),
-        seed_execution=mode,
-        placement=placement,
-    )
+        raise ValueError(f"train.step_loop={train.step_loop!r} is unresolved; use device or host")
+    return TrainPhases(fit, executor.wrap(evaluate_seed, (0, None)), executor)
 
 
-def _host_fit_over_seeds(
-    parts: train_lib.FitParts,
-    batch_size: int,
-    mode: str,
+def _host_fit(
+    model: Model,
+    train: TrainSettings,
+    executor: parallel.SeedExecutor,
     start_variables: Callable,
     ctx: Callable,
-    placement: parallel.Placement,
 ) -> Callable:
-    """The host step loop (``train.step_loop = host``) over the seed axis."""
+    """The host step loop (``train.step_loop = host``) over the seed axis: a
+    Python driver of jitted pieces, run by the executor like any phase."""
+    parts = train_lib.make_fit_parts(model, train, train.eval_batch_size)
     seed_axes = (0, 0, 0, 0, None)  # carry/variables, order, num_labeled, key, data
-    if mode == "vmap":
-        wrap = lambda f, axes: jax.jit(jax.vmap(f, in_axes=axes))  # noqa: E731
-    else:
-        wrap = lambda f, axes: jax.jit(f)  # noqa: E731
     jparts = train_lib.FitParts(
-        start=wrap(parts.start, seed_axes),
-        begin_epoch=wrap(train_lib.masked(parts.begin_epoch), seed_axes),
-        step=wrap(train_lib.masked(parts.step), (0, None, 0, 0, 0, None)),
-        end_epoch=wrap(train_lib.masked(parts.end_epoch), seed_axes),
-        finish=wrap(parts.finish, (0,)),
+        start=executor.jit(parts.start, seed_axes),
+        begin_epoch=executor.jit(train_lib.masked(parts.begin_epoch), seed_axes),
+        step=executor.jit(train_lib.masked(parts.step), (0, None, 0, 0, 0, None)),
+        end_epoch=executor.jit(train_lib.masked(parts.end_epoch), seed_axes),
+        finish=executor.jit(parts.finish, (0,)),
     )
-    driver = train_lib.host_fit(jparts, int(batch_size))
-    first = wrap(lambda s, r, d: (start_variables(s, r, d), *ctx(s, r)), (0, None, None))
-    run = parallel.SeedRunner(placement.threads)
+    driver = train_lib.host_fit(jparts, train.batch_size)
+    first = executor.jit(lambda s, r, d: (start_variables(s, r, d), *ctx(s, r)), (0, None, None))
 
-    def fit(state: SeedState, round_: Array, data: train_lib.Data):
-        if mode == "vmap":
-            return driver(*first(state, round_, data), data)
-        seed_states = parallel.split_seeds(state, placement)
+    def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
+        return driver(*first(state, round_, data), data)
 
-        def one(i):
-            seed_state = seed_states[i]
-            if placement.mesh is not None:
-                seed_data = parallel.local_copy(data, parallel.device_of(seed_state))
-            else:
-                seed_data = data
-            return driver(*first(seed_state, round_, seed_data), seed_data)
-
-        return parallel.stack_seeds(run(one, len(seed_states)), placement)
-
-    return fit
+    return executor.map(fit_seed, (0, None, None))
 
 
 def make_engine(
-    config,
     model: Model,
     strategy: Strategy,
-    num_pool: int,
-    num_classes: int,
-    capacity: int,
-    phases: TrainPhases | None = None,
-    placement: parallel.Placement = parallel.SINGLE_DEVICE,
+    plan: Plan,
+    phases: TrainPhases,
+    *,
+    initial: InitialSettings,
+    mc: MCSettings,
+    score_batch_size: int,
 ) -> Engine:
     """Build the per-seed phases of one strategy's run and wrap them for S seeds.
 
     Args:
-      phases: fit/evaluate shared with other strategies of the same run
-        (built here when ``None``).
+      model: the model adapter.
+      strategy: the acquisition strategy.
+      plan: the run's sizes (the ``order`` buffer holds ``plan.budget`` labels).
+      phases: fit/evaluate shared with the other strategies of the run.
+      initial: the initial-pool settings (:mod:`jaxal.initial`).
+      mc: MC-dropout settings for sample-based strategies.
+      score_batch_size: pool rows per scoring chunk.
     """
-    k = int(config.query_size)
-    phases = phases or make_train_phases(config, model, placement)
+    k, num_pool, capacity = plan.query_size, plan.num_pool, plan.budget
     predict = make_predict(
-        model,
-        strategy.needs,
-        samples=int(config.mc.samples),
-        mode=config.mc.mode,
-        chunk=int(config.score_batch_size),
+        model, strategy.needs, samples=mc.samples, mode=mc.mode, chunk=score_batch_size
     )
 
     def init_seed(key: Array, data: train_lib.Data) -> SeedState:
         labeled, order, n = initial_pool(
-            derive(key, 0, Purpose.INITIAL_POOL),
-            data.y_pool,
-            config.initial,
-            num_classes,
-            capacity,
+            derive(key, 0, Purpose.INITIAL_POOL), data.y_pool, initial, plan.num_classes, capacity
         )
         variables = model.init(derive(key, 0, Purpose.MODEL_INIT), data.x_pool[:1])
         return SeedState(key, labeled, order, n, variables, strategy.init(num_pool))
@@ -240,15 +209,15 @@ def make_engine(
         )
         return new_state, picked
 
-    mode, placement = phases.seed_execution, phases.placement
+    ex = phases.executor
     return Engine(
-        init=parallel.over_seeds(init_seed, mode, (0, None), placement),
+        init=ex.wrap(init_seed, (0, None)),
         fit=phases.fit,
         evaluate=phases.evaluate,
-        score=parallel.over_seeds(score_seed, mode, (0, None, None), placement, shard_data=True),
-        select=parallel.over_seeds(select_seed, mode, (0, None, 0, 0, None), placement),
-        seed_execution=mode,
-        placement=placement,
+        score=ex.wrap(score_seed, (0, None, None), shard_data=True),
+        select=ex.wrap(select_seed, (0, None, 0, 0, None)),
+        plan=plan,
+        executor=ex,
     )
 
 
@@ -256,33 +225,32 @@ def _block(tree):
     return jax.block_until_ready(tree)
 
 
-def run_rounds(
+def init_state(engine: Engine, seeds: np.ndarray, data: train_lib.Data) -> SeedState:
+    """Round-0 state of every seed: initial pool and model initialisation."""
+    keys = parallel.put_seeds(seed_keys(seeds), engine.placement)
+    return _block(engine.init(keys, data))
+
+
+def rounds(
     engine: Engine,
     seeds: np.ndarray,
     data: train_lib.Data,
     *,
-    init_size: int,
-    query_size: int,
-    budget: int,
-    on_round: Callable[[RoundRecord, SeedState], None] | None = None,
     state: SeedState | None = None,
     start_round: int = 0,
-) -> tuple[SeedState, list[RoundRecord]]:
-    """Run every round of one strategy for all seeds.
+) -> Iterator[tuple[RoundRecord, SeedState]]:
+    """Run the rounds of one strategy for all seeds, yielding after each.
 
     Round r trains on the current labeled set and evaluates; unless it is the
-    last round, it then scores the pool and labels ``min(k, budget - labeled)``
-    points. ``on_round(record, state)`` is called after each round with the
-    state the next round starts from (a checkpoint boundary). To resume, pass
-    that ``state`` and ``start_round`` = the next round. Returns the final
-    state and one :class:`RoundRecord` per round run.
+    last round, it then scores the pool and labels ``plan.take(labeled)``
+    points. Yields ``(record, state)`` with the state the next round starts
+    from (a checkpoint boundary). To resume, pass that ``state`` and
+    ``start_round`` = the next round.
     """
+    plan = engine.plan
     if state is None:
-        keys = parallel.put_seeds(seed_keys(seeds), engine.placement)
-        state = _block(engine.init(keys, data))
-    num_acq = -(-(budget - init_size) // query_size)
-    records = []
-    for r in range(start_round, num_acq + 1):
+        state = init_state(engine, seeds, data)
+    for r in range(start_round, plan.num_rounds):
         rr = jnp.int32(r)
         t0 = time.perf_counter()
         variables, fm = _block(engine.fit(state, rr, data))
@@ -292,8 +260,8 @@ def run_rounds(
         state = state._replace(variables=variables)
         n_now = int(parallel.to_host(state.num_labeled)[0])
         t_score = t_select = 0.0
-        if r < num_acq:
-            take = jnp.int32(min(query_size, budget - n_now))
+        if r < plan.num_acquisitions:
+            take = jnp.int32(plan.take(n_now))
             cand, outputs = _block(engine.score(state, rr, data))
             t3 = time.perf_counter()
             state, _ = _block(engine.select(state, rr, cand, outputs, take))
@@ -310,14 +278,33 @@ def run_rounds(
             score_seconds=t_score,
             select_seconds=t_select,
         )
+        yield rec, state
+
+
+def run_rounds(
+    engine: Engine,
+    seeds: np.ndarray,
+    data: train_lib.Data,
+    *,
+    on_round: Callable[[RoundRecord, SeedState], None] | None = None,
+    state: SeedState | None = None,
+    start_round: int = 0,
+) -> tuple[SeedState, list[RoundRecord]]:
+    """:func:`rounds` to the end: ``(final state, one RoundRecord per round run)``,
+    calling ``on_round(record, state)`` after each round."""
+    records = []
+    if state is None:
+        state = init_state(engine, seeds, data)
+    for rec, state in rounds(engine, seeds, data, state=state, start_round=start_round):  # noqa: B020
         records.append(rec)
         if on_round is not None:
             on_round(rec, state)
     return state, records
 
 
-def acquisition_rounds(order: np.ndarray, init_size: int, query_size: int) -> np.ndarray:
+def acquisition_rounds(order: np.ndarray, plan: Plan) -> np.ndarray:
     """Round in which each slot of ``order`` was labeled (0 = initial pool, -1 = empty)."""
     pos = np.arange(order.shape[-1])
-    rounds = np.where(pos < init_size, 0, (pos - init_size) // query_size + 1)
-    return np.where(order >= 0, rounds, -1)
+    init, k = plan.initial_size, plan.query_size
+    rounds_ = np.where(pos < init, 0, (pos - init) // k + 1)
+    return np.where(order >= 0, rounds_, -1)

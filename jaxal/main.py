@@ -1,6 +1,8 @@
 """Command line: ``python -m jaxal --config=configs/<file>.py[:variant] --workdir=DIR``.
 
-Any config key can be overridden with ``--config.<key>=<value>``. A bad config
+Any config key can be overridden with ``--config.<key>=<value>``. ``budget`` and
+``num_rounds`` exclude each other: the one given last on the command line wins
+(``--config.num_rounds=5`` on a config that sets a budget runs 5 rounds). A bad config
 (unknown key, strategy, model or dataset; a bad value) stops with one line that
 names the key, the value and what is allowed, and exit status 2, before
 anything is compiled or trained.
@@ -48,8 +50,48 @@ def _die(message: str) -> None:
     sys.exit(USAGE_EXIT)
 
 
+# --config.<key> flags of which a config sets exactly one: the last given wins.
+_EXCLUSIVE = ("budget", "num_rounds")
+
+
+def _take_exclusive(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """``argv`` without ``--config.budget`` / ``--config.num_rounds``, and those
+    ``(key, raw value)`` in command-line order (``--k=v`` or ``--k v``)."""
+    rest, taken, i = [], [], 0
+    names = {f"config.{k}": k for k in _EXCLUSIVE}
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.lstrip("-").partition("=")
+        if i > 0 and arg.startswith("-") and name in names:
+            if not eq:
+                if i + 1 >= len(argv):
+                    _die(f"--{name} needs a value, e.g. --{name}=5 (or None)")
+                value, i = argv[i + 1], i + 1
+            taken.append((names[name], value))
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, taken
+
+
+def _apply_exclusive(config, taken: list[tuple[str, str]]) -> None:
+    """Set ``budget`` / ``num_rounds`` in order: setting one clears the other."""
+    from jaxal.config import apply_overrides
+
+    for key, raw in taken:
+        if raw.strip().lower() == "none":
+            config[key] = None
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            _die(f"--config.{key}={raw!r} is invalid; expected an integer or None")
+        apply_overrides(config, {key: value})
+
+
 def _parse(argv: list[str]) -> list[str]:
     """absl flag parsing, turning every flag/config error into one line + exit 2."""
+    argv, exclusive = _take_exclusive(argv)
     try:
         rest = flags.FLAGS(argv)
         if _CONFIG.value is None:
@@ -57,6 +99,7 @@ def _parse(argv: list[str]) -> list[str]:
         _CONFIG.value.keys()  # a config file that failed to load raises here
         if not _WORKDIR.value:
             _die("--workdir is required")
+        _apply_exclusive(_CONFIG.value, exclusive)
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError) as e:
         _die(_flag_error_message(e, argv))
     return rest
@@ -92,8 +135,9 @@ def _main(argv: list[str]) -> None:
     if len(argv) > 1:
         _die(f"unexpected arguments: {' '.join(argv[1:])}")
     from jaxal.config import ConfigError
-    from jaxal.experiment import WorkdirError, run_experiment
+    from jaxal.experiment import run_experiment
     from jaxal.parallel import initialize_distributed
+    from jaxal.workdir import WorkdirError
 
     coordinator, num_processes, process_id = _distributed_settings()
     if _DISTRIBUTED.value or (num_processes or 1) > 1:

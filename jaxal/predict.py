@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxal.models.base import Model
+from jaxal.models.outputs import sample_logits
 from jaxal.parallel import shard_pool_rows
 from jaxal.strategies.base import Needs, Outputs
 
@@ -67,15 +68,7 @@ def make_predict(model: Model, needs: Needs, *, samples: int, mode: str, chunk: 
             probs = jax.nn.softmax(logits.astype(jnp.float32))
         if needs.samples:
             keys = jax.random.split(jax.random.fold_in(key, ci), samples)
-            if model.members is not None:  # ensemble: one deterministic pass per member
-                logits_t = model.members(variables, xb, train=False)[0]
-            elif mode == "head":
-                h = model.features(variables, xb)
-                logits_t = jax.vmap(lambda k: model.head(variables, h, dropout_key=k)[0])(keys)
-            else:
-                logits_t = jax.vmap(
-                    lambda k: model.apply(variables, xb, train=False, dropout_key=k)[0]
-                )(keys)
+            logits_t = sample_logits(model, variables, xb, keys, mode)
             probs = jnp.swapaxes(jax.nn.softmax(logits_t.astype(jnp.float32)), 0, 1)  # [B,T,C]
         return Outputs(
             probs=probs if needs.probs or needs.samples else None,

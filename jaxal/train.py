@@ -24,8 +24,10 @@ import numpy as np
 import optax
 
 from jaxal.models.base import Model
+from jaxal.models.outputs import training_logits
 from jaxal.parallel import to_host
 from jaxal.predict import map_chunks
+from jaxal.settings import TrainSettings
 
 Array = jax.Array
 
@@ -56,10 +58,12 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
     """An optax optimizer whose learning rate is an injected hyperparameter.
 
     Args:
-      cfg: the ``train`` config: ``optimizer`` in ``OPTIMIZERS``, ``learning_rate``,
-        ``momentum`` (sgd), ``weight_decay`` (decoupled for adamw, L2-style
-        ``add_decayed_weights`` for sgd/adam).
+      cfg: :class:`~jaxal.settings.TrainSettings` (or a ``train`` config block):
+        ``optimizer`` in ``OPTIMIZERS``, ``learning_rate``, ``momentum`` (sgd),
+        ``weight_decay`` (decoupled for adamw, L2-style ``add_decayed_weights``
+        for sgd/adam).
     """
+    cfg = TrainSettings.of(cfg)
 
     def factory(learning_rate):
         if cfg.optimizer == "sgd":
@@ -79,6 +83,7 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
 
 def learning_rate(cfg, step: Array, total_steps: Array) -> Array:
     """The scheduled rate at ``step`` of a round of ``total_steps`` (both traced)."""
+    cfg = TrainSettings.of(cfg)
     if cfg.schedule == "constant":
         return jnp.asarray(cfg.learning_rate, jnp.float32)
     if cfg.schedule == "cosine":
@@ -183,33 +188,29 @@ class FitParts(NamedTuple):
 
 def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
     """The pieces of one round's training; see :func:`make_fit`."""
+    cfg = TrainSettings.of(cfg)
     tx = make_optimizer(cfg)
-    bsz = int(cfg.batch_size)
-    epochs = int(cfg.epochs)
+    bsz = cfg.batch_size
+    epochs = cfg.epochs
     evaluate = make_evaluate(model, eval_batch_size)
-    acc_stop = cfg.early_stop.train_accuracy
-    patience = cfg.early_stop.patience
-    crop, flip = int(cfg.augment.crop_padding), bool(cfg.augment.flip)
+    acc_stop = cfg.early_stop_accuracy
+    patience = cfg.patience
+    crop, flip = cfg.crop_padding, cfg.flip
 
     def loss_fn(params, batch_stats, x, y, w, dropout_key):
-        variables = _merge(params, batch_stats)
-        if model.members is None:
-            logits, _, new_bs = model.apply(variables, x, train=True, dropout_key=dropout_key)
-            ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-            objective = ce
-        else:
-            # Ensemble: each member minimises its own cross-entropy (the sum's
-            # gradient w.r.t. member m is member m's gradient); the reported
-            # loss and accuracy are those of the ensemble's mean prediction.
-            member_logits, _, new_bs = model.members(
-                variables, x, train=True, dropout_key=dropout_key
-            )
-            member_ce = optax.softmax_cross_entropy_with_integer_labels(
-                member_logits, jnp.broadcast_to(y, member_logits.shape[:2])
-            )
-            objective = member_ce.sum(axis=0)
-            logits = jax.nn.logsumexp(jax.nn.log_softmax(member_logits), axis=0)
-            ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
+        member_logits, logits, new_bs = training_logits(
+            model, _merge(params, batch_stats), x, dropout_key
+        )
+        # Each ensemble member minimises its own cross-entropy (the sum's
+        # gradient w.r.t. member m is member m's gradient); the reported loss
+        # and accuracy are those of `logits` (an ensemble's mean prediction).
+        member_ce = optax.softmax_cross_entropy_with_integer_labels(
+            member_logits, jnp.broadcast_to(y, member_logits.shape[:2])
+        )
+        objective = member_ce.sum(axis=0)
+        ce = member_ce[0] if member_logits.shape[0] == 1 else (
+            optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        )
         loss = jnp.sum(w * objective) / jnp.maximum(jnp.sum(w), 1.0)
         correct = jnp.sum(w * (logits.argmax(-1) == y))
         return loss, (new_bs, correct, jnp.sum(w * ce))
@@ -307,9 +308,7 @@ def make_fit(model: Model, cfg, eval_batch_size: int = 512) -> Callable:
 
     Args:
       model: the model adapter.
-      cfg: the ``train`` config (``optimizer, learning_rate, momentum,
-        weight_decay, schedule, epochs, batch_size, augment.{crop_padding,flip},
-        early_stop.{train_accuracy, patience}``).
+      cfg: :class:`~jaxal.settings.TrainSettings` (or a ``train`` config block).
       eval_batch_size: chunk size for validation passes.
 
     Returns:
@@ -318,7 +317,7 @@ def make_fit(model: Model, cfg, eval_batch_size: int = 512) -> Callable:
       buffer (capacity = the run's budget).
     """
     parts = make_fit_parts(model, cfg, eval_batch_size)
-    bsz = int(cfg.batch_size)
+    bsz = TrainSettings.of(cfg).batch_size
 
     def fit(variables, order: Array, num_labeled: Array, key: Array, data: Data):
         ctx = (order, num_labeled.astype(jnp.int32), key, data)

@@ -5,35 +5,18 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from jaxal import config as config_lib
 from jaxal import data as data_lib
-from jaxal import parallel, strategies
-from jaxal.experiment import seeds_of, to_device
-from jaxal.loop import acquisition_rounds, initial_pool, make_engine, run_rounds
+from jaxal import parallel
+from jaxal.assemble import assemble, to_device
+from jaxal.initial import initial_pool
+from jaxal.loop import acquisition_rounds, run_rounds
 
 
-def run(config, strategy=None, on_round=None):
-    ds = data_lib.load(config.dataset)
-    n_cls = ds.num_classes
-    model = config_lib.build_model(config, n_cls)
-    name = strategy or config_lib.strategy_names(config)[0]
-    strat = strategies.get(name, **config_lib.strategy_kwargs(config, name, ds.x_train.shape[0]))
-    budget = config_lib.budget(config, n_cls)
-    placement = parallel.make_placement(
-        int(config.num_seeds), int(config.num_devices), int(config.seed_threads)
-    )
-    engine = make_engine(
-        config, model, strat, ds.x_train.shape[0], n_cls, budget, placement=placement
-    )
-    state, recs = run_rounds(
-        engine,
-        seeds_of(config),
-        parallel.put_shared(to_device(ds), placement),
-        init_size=config_lib.initial_size(config, n_cls),
-        query_size=int(config.query_size),
-        budget=budget,
-        on_round=on_round,
-    )
+def run(config, on_round=None):
+    """One strategy's rounds, built by the one assembler."""
+    r = assemble(config)
+    engine = r.engine(next(iter(r.strategies)))
+    state, recs = run_rounds(engine, r.seeds, r.data, on_round=on_round)
     return engine, state, recs
 
 
@@ -169,14 +152,14 @@ def test_seed_results_do_not_depend_on_the_other_seeds():
 
 def test_labeled_mask_matches_order_and_budget_is_met_with_partial_last_round():
     config = tiny_config(budget=27)  # 10 initial + 5 + 5 + 5 + 2
-    _, state, recs = run(config)
+    engine, state, recs = run(config)
     assert [r.num_labeled for r in recs] == [10, 15, 20, 25, 27]
     order, labeled = np.asarray(state.order), np.asarray(state.labeled)
     for s in range(order.shape[0]):
         assert (order[s] >= 0).all() and len(set(order[s])) == 27
         np.testing.assert_array_equal(np.flatnonzero(labeled[s]), np.sort(order[s]))
     np.testing.assert_array_equal(
-        acquisition_rounds(order[0], 10, 5), [0] * 10 + [1] * 5 + [2] * 5 + [3] * 5 + [4] * 2
+        acquisition_rounds(order[0], engine.plan), [0] * 10 + [1] * 5 + [2] * 5 + [3] * 5 + [4] * 2
     )
 
 

@@ -1,6 +1,6 @@
-"""Dataset options as pure numpy functions, and the one entry point ``load(cfg)``.
+"""Dataset options as pure numpy functions.
 
-``load`` applies, in this order: long-tail imbalance of the pool -> a stratified
+:func:`apply_options` applies, in this order: long-tail imbalance of the pool -> a stratified
 validation split carved from the pool -> a stratified fixed-size pool subset ->
 normalization with statistics of the final pool. All random choices use
 ``np.random.default_rng(data_seed)``, independent of experiment seeds, so every
@@ -9,17 +9,9 @@ seed of a study sees the same pool. The test split is never subsampled.
 
 from __future__ import annotations
 
-import math
-import numbers
-import os
-
-import ml_collections
 import numpy as np
-from ml_collections import config_dict
 
-from jaxal.data import tfds as tfds_source
 from jaxal.data.base import Dataset
-from jaxal.data.bundled import BUNDLED, load_bundled
 
 NORMALIZE = ("none", "standardize")
 
@@ -98,104 +90,46 @@ def stratified_indices(y: np.ndarray, k: int, rng: np.random.Generator) -> np.nd
 
 
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of images ``x [N, H, W, C]`` (float64, ``[C]`` each)."""
+    """Mean and std over every axis but the last (float64, ``[C]`` each).
+
+    Per channel for images ``x [N, H, W, C]`` (axes 0, 1, 2), per feature for a
+    feature pool ``x [N, D]`` (axis 0). Any numeric dtype.
+    """
     x64 = x.astype(np.float64)
-    return x64.mean(axis=(0, 1, 2)), x64.std(axis=(0, 1, 2))
+    axes = tuple(range(x.ndim - 1))
+    return x64.mean(axis=axes), x64.std(axis=axes)
 
 
 def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """``(x - mean) / std`` per channel, float32; a constant channel is only centred."""
+    """``(x - mean) / std`` over the last axis (channel or feature), float32.
+
+    ``x`` may have any numeric dtype; a constant channel or feature is only centred.
+    """
     std = np.where(std > 0, std, 1.0)
     return ((x - mean) / std).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
-# Config
+# Dataset options
 # ---------------------------------------------------------------------------
-
-
-def default_config() -> ml_collections.ConfigDict:
-    """The ``dataset`` config block with its defaults.
-
-    ``data_dir`` and ``pool_size`` default to ``None`` as typed placeholders, so
-    ``--config.dataset.pool_size=500`` works from the command line.
-    """
-    return ml_collections.ConfigDict(
-        dict(
-            name="digits",
-            data_dir=config_dict.placeholder(str),
-            download=False,
-            normalize="standardize",
-            pool_size=config_dict.placeholder(int),
-            val_size=0,
-            imbalance_factor=1.0,
-            data_seed=0,
-        )
-    )
 
 
 def _bad(key: str, value, allowed: str) -> ValueError:
     return ValueError(f"dataset.{key}={value!r} is invalid: {allowed}")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def validate(cfg) -> None:
-    """Checks a ``dataset`` config without loading anything (cheap, offline).
-
-    Sizes that depend on the data (``pool_size`` larger than the pool, ``val_size``
-    leaving no pool) are checked by ``load``.
-
-    Args:
-      cfg: a ``ConfigDict`` (or any object with the attributes of ``default_config``).
-
-    Raises:
-      ValueError: naming the key as ``dataset.<key>``, the value and what is allowed.
-    """
-    name = cfg.name
-    if not isinstance(name, str) or not name:
-        raise _bad("name", name, f"expected a bundled name ({', '.join(BUNDLED)}) or a tfds name")
-    if name not in BUNDLED:
-        problem = tfds_source.registration_problem(name)
-        if problem:
-            raise _bad(
-                "name",
-                name,
-                f"{problem}; bundled datasets are {', '.join(BUNDLED)}, and any registered "
-                "tfds image-classification name is accepted (e.g. mnist, cifar10, "
-                "emnist/balanced)",
-            )
-    if cfg.data_dir is not None and not isinstance(cfg.data_dir, (str, os.PathLike)):
-        raise _bad("data_dir", cfg.data_dir, "expected None or a directory path string")
-    if not isinstance(cfg.download, bool):
-        raise _bad("download", cfg.download, "expected True or False")
-    if cfg.normalize not in NORMALIZE:
-        raise _bad("normalize", cfg.normalize, f"expected one of {', '.join(NORMALIZE)}")
-    if cfg.pool_size is not None and not (_is_int(cfg.pool_size) and cfg.pool_size > 0):
-        raise _bad("pool_size", cfg.pool_size, "expected None (whole pool) or an integer > 0")
-    if not (_is_int(cfg.val_size) and cfg.val_size >= 0):
-        raise _bad("val_size", cfg.val_size, "expected an integer >= 0")
-    f = cfg.imbalance_factor
-    if not (isinstance(f, numbers.Real) and not isinstance(f, bool) and math.isfinite(f)):
-        raise _bad("imbalance_factor", f, "expected a finite number >= 1 (1 = balanced)")
-    if f < 1:
-        raise _bad("imbalance_factor", f, "expected >= 1 (largest / smallest class size)")
-    if not _is_int(cfg.data_seed):
-        raise _bad("data_seed", cfg.data_seed, "expected an integer")
-
-
-# ---------------------------------------------------------------------------
-# Entry point
-# ---------------------------------------------------------------------------
-
-
 def apply_options(ds: Dataset, cfg) -> Dataset:
     """Applies imbalance -> val split -> pool subset -> normalize to a raw dataset.
 
+    ``normalize="standardize"`` uses the mean and std of the final pool over every
+    axis but the last (per channel of ``[N, H, W, C]`` images, per feature of
+    ``[N, D]`` features) and returns float32 ``x``; ``normalize="none"`` keeps the
+    dtype of ``x`` (the models cast to float32). Labels become int32.
+
     Args:
-      ds: a dataset with images in ``[0, 1]`` and an empty validation split.
+      ds: a raw dataset (bundled and tfds images are float32 in ``[0, 1]``; npz
+        features keep the file's dtype). Its validation split is replaced when
+        ``cfg.val_size > 0``.
       cfg: the ``dataset`` config (validated).
 
     Returns:
@@ -225,34 +159,13 @@ def apply_options(ds: Dataset, cfg) -> Dataset:
     if cfg.normalize == "standardize":
         mean, std = channel_stats(x)
         x, x_val, x_test = (standardize(a, mean, std) for a in (x, x_val, x_test))
+    # No cast of x: standardize already returns float32, and "none" keeps the dtype
+    # (float32 for the bundled and tfds sets, so those arrays are unchanged).
     return ds._replace(
-        x_train=x.astype(np.float32, copy=False),
+        x_train=x,
         y_train=y.astype(np.int32, copy=False),
-        x_test=x_test.astype(np.float32, copy=False),
+        x_test=x_test,
         y_test=ds.y_test.astype(np.int32, copy=False),
-        x_val=x_val.astype(np.float32, copy=False),
+        x_val=x_val,
         y_val=y_val.astype(np.int32, copy=False),
     )
-
-
-def load(cfg) -> Dataset:
-    """Loads the dataset named by ``cfg.name`` and applies the options in ``cfg``.
-
-    Args:
-      cfg: the ``dataset`` config: ``name, data_dir, download, normalize,
-        pool_size, val_size, imbalance_factor, data_seed`` (see ``default_config``).
-
-    Returns:
-      A ``Dataset``: float32 ``[N, H, W, C]`` images, int32 labels, the pool as
-      ``x_train``, ``[0, H, W, C]`` validation arrays when ``val_size == 0``.
-
-    Raises:
-      ValueError: a bad config value (naming ``dataset.<key>``).
-      DatasetUnavailableError: a tfds dataset that is not available offline.
-    """
-    validate(cfg)
-    if cfg.name in BUNDLED:
-        raw = load_bundled(cfg.name)
-    else:
-        raw = tfds_source.load_tfds(cfg.name, data_dir=cfg.data_dir, download=cfg.download)
-    return apply_options(raw, cfg)

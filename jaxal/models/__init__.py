@@ -10,6 +10,11 @@ Every model maps channels-last images ``float32 [B, H, W, C]`` to
     logits, emb, new_stats = m.apply(variables, x, train=True, dropout_key=key)
     h = m.features(variables, x)                      # backbone once ...
     logits, emb = m.head(variables, h, dropout_key=k)  # ... cheap MC-dropout passes
+
+A name ``"some.module:factory"`` (it contains ``":"``) is a user-supplied Flax
+Linen module instead (see :mod:`jaxal.models.user` for the contract)::
+
+    m = models.get_model("mypkg.nets:small_mlp", num_classes=10, width=64)
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from jaxal.models.base import Model
 from jaxal.models.cnn import cnn
 from jaxal.models.mlp import mlp
 from jaxal.models.resnet import resnet18, resnet34
+from jaxal.models.user import factory_params, from_module, get_user_model, is_user_spec
 from jaxal.models.vgg import vgg11, vgg16
 
 # name -> factory(num_classes, **params) -> Model. The factories' keyword-only
@@ -40,9 +46,15 @@ NAMES: tuple[str, ...] = tuple(REGISTRY)
 def params_of(name: str) -> dict[str, object]:
     """The config parameters of model ``name`` with their defaults (``num_classes`` excluded).
 
+    For a user factory ``"module:factory"``: :func:`jaxal.models.user.factory_params`
+    (``inspect.Parameter.empty`` marks a required parameter; ``.accepts_any`` is
+    ``True`` when the factory takes ``**kwargs``).
+
     Raises:
-      ValueError: unknown ``name``.
+      ValueError: unknown ``name`` (or a user factory that cannot be resolved).
     """
+    if is_user_spec(name):
+        return factory_params(name)
     _check_name(name)
     sig = inspect.signature(REGISTRY[name])
     return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
@@ -64,9 +76,16 @@ def validate(name: str, params: dict[str, object]) -> None:
       name: the model name (``config.model.name``).
       params: the other ``config.model`` entries (``num_classes`` is not one).
 
+    For a user factory (``"module:factory"``) only the keys are checked: unknown
+    ones are refused unless the factory takes ``**kwargs``, and required factory
+    parameters must be given; values are the factory's business.
+
     Raises:
       ValueError: naming ``model.name`` or ``model.<key>`` and what is allowed.
     """
+    if is_user_spec(name):
+        _validate_user(name, params)
+        return
     _check_name(name)
     allowed = params_of(name)
     for key, value in params.items():
@@ -91,11 +110,29 @@ def validate(name: str, params: dict[str, object]) -> None:
             raise ValueError(f"model.{key}: allowed: 'VALID', 'SAME'; got {value!r}")
 
 
+def _validate_user(name: str, params: dict[str, object]) -> None:
+    allowed = factory_params(name)
+    if not allowed.accepts_any:
+        for key in params:
+            if key not in allowed:
+                raise ValueError(
+                    f"model.{key}: model {name!r} has no parameter {key!r}; "
+                    f"allowed: {', '.join(allowed) or '(none)'}"
+                )
+    missing = [k for k, d in allowed.items() if d is inspect.Parameter.empty and k not in params]
+    if missing:
+        raise ValueError(
+            f"model.{missing[0]}: model {name!r} requires parameter(s) {', '.join(missing)}; "
+            "set them in config.model"
+        )
+
+
 def get_model(name: str, num_classes: int, **params) -> Model:
     """The model registered as ``name``, built for ``num_classes`` classes.
 
     Args:
-      name: one of :data:`NAMES`.
+      name: one of :data:`NAMES`, or ``"module:factory"`` for a user Linen module
+        (:func:`jaxal.models.user.get_user_model`).
       num_classes: C.
       **params: model parameters (see :func:`params_of`); validated first.
 
@@ -108,6 +145,8 @@ def get_model(name: str, num_classes: int, **params) -> Model:
     validate(name, params)
     if not _is_int(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if is_user_spec(name):
+        return get_user_model(name, num_classes, **params)
     return REGISTRY[name](num_classes, **params)
 
 
@@ -117,7 +156,10 @@ __all__ = [
     "REGISTRY",
     "cnn",
     "from_linen",
+    "from_module",
     "get_model",
+    "get_user_model",
+    "is_user_spec",
     "mlp",
     "params_of",
     "resnet18",

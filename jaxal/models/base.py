@@ -39,6 +39,11 @@ class Model(NamedTuple):
         ``members(variables, x, *, train, dropout_key=None) -> (logits [M, B, C],
         embeddings [M, B, D], batch_stats)``; ``None`` for a single model.
       ensemble_size: M (1 for a single model).
+      supports_head: whether ``features``/``head`` work (MC "head" mode); ``False``
+        for user modules (:mod:`jaxal.models.user`), which have no backbone/head split.
+      mc_dropout: whether eval-mode MC dropout (``train=False`` with a dropout key,
+        MC "full" mode) is possible, known without tracing anything; ``False`` for a
+        user module that declares batch norm without a separate dropout flag.
     """
 
     name: str
@@ -49,3 +54,5 @@ class Model(NamedTuple):
     embedding_dim: int
     members: Callable[..., tuple[Array, Array, Any]] | None = None
     ensemble_size: int = 1
+    supports_head: bool = True
+    mc_dropout: bool = True

@@ -21,7 +21,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 # (name, config file, variant)
-CASES = [("digits", "configs/digits.py", ""), ("mnist_bald_smoke", "configs/mnist_bald.py", "smoke")]
+CASES = [
+    ("digits", "configs/digits.py", ""),
+    ("mnist_bald_smoke", "configs/mnist_bald.py", "smoke"),
+]
 METRICS = ("num_labeled", "test_accuracy", "test_nll", "train_epochs", "train_accuracy")
 
 
@@ -34,13 +37,15 @@ def load_config(path: str, variant: str):
     return mod.get_config(variant)
 
 
-def run_case(path: str, variant: str, workdir: str) -> dict:
+def run_case(path: str, variant: str, workdir: str, num_devices: int = 0) -> dict:
     """``{"<strategy>/order": [S, budget], "<strategy>/<metric>": [S, R], "seeds": [S]}``."""
     import numpy as np
 
     from jaxal.experiment import run_experiment
 
     config = load_config(path, variant)
+    if num_devices:
+        config.num_devices = num_devices
     rows = run_experiment(config, workdir, progress=False)
     npz = np.load(os.path.join(workdir, "labeled_indices.npz"))
     out = {k: npz[k] for k in npz.files if k.endswith("/order") or k == "seeds"}

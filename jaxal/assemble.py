@@ -1,0 +1,171 @@
+"""The one assembler: a config (plus, optionally, your own dataset or model)
+becomes a :class:`Run` — dataset on device, model, strategies, placement,
+shared training phases and one engine per strategy.
+
+The CLI (:func:`jaxal.experiment.run_experiment`), the tests and the benchmarks
+all build runs here. Below this module nothing reads a ``ConfigDict``: the
+engine takes typed settings (:mod:`jaxal.settings`) and the run's
+:class:`~jaxal.settings.Plan` of sizes, computed once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxal import config as config_lib
+from jaxal import data as data_lib
+from jaxal import parallel
+from jaxal import strategies as strategies_lib
+from jaxal.loop import Engine, TrainPhases, make_engine, make_train_phases
+from jaxal.models.base import Model
+from jaxal.settings import Plan, RunSettings
+from jaxal.strategies.base import Strategy
+from jaxal.train import Data
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a run needs, built once from a config.
+
+    Attributes:
+      settings: the typed settings.
+      plan: every derived size (pool, classes, initial pool, k, budget, rounds).
+      dataset: the host dataset (after ``config.dataset`` options).
+      data: the dataset as device arrays, replicated over the mesh.
+      model: the model adapter (an ensemble when ``ensemble_size > 1``).
+      executor: how the seed axis runs (mode and placement).
+      strategies: label -> strategy, in run order.
+      phases: fit/evaluate shared by every strategy (they compile once).
+    """
+
+    settings: RunSettings
+    plan: Plan
+    dataset: data_lib.Dataset
+    data: Data
+    model: Model
+    executor: parallel.SeedExecutor
+    strategies: dict[str, Strategy]
+    phases: TrainPhases
+    _engines: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def seeds(self) -> np.ndarray:
+        return np.asarray(self.settings.seeds)
+
+    @property
+    def placement(self) -> parallel.Placement:
+        return self.executor.placement
+
+    def engine(self, label: str) -> Engine:
+        """The engine of strategy ``label`` (built on first use)."""
+        if label not in self._engines:
+            s = self.settings
+            self._engines[label] = make_engine(
+                self.model,
+                self.strategies[label],
+                self.plan,
+                self.phases,
+                initial=s.initial,
+                mc=s.mc,
+                score_batch_size=s.score_batch_size,
+            )
+        return self._engines[label]
+
+
+def to_device(ds: data_lib.Dataset, placement=parallel.SINGLE_DEVICE) -> Data:
+    """The dataset as device arrays: on the default device, or replicated on the mesh."""
+    arrays = (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.x_val, ds.y_val)
+    if placement.mesh is None:
+        return Data(*(jnp.asarray(a) for a in arrays))
+    return parallel.put_shared(Data(*arrays), placement)
+
+
+def _as_model(model: Any, num_classes: int) -> Model:
+    """A jaxal :class:`Model`, a Flax Linen module, or a ``factory(num_classes)``."""
+    import flax.linen as nn
+
+    from jaxal.models.user import from_module
+
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, nn.Module):
+        return from_module(f"python:{type(model).__name__}", model)
+    if callable(model):
+        return _as_model(model(num_classes), num_classes)
+    raise TypeError(
+        f"model={model!r}: expected a jaxal Model, a Flax Linen module or a factory(num_classes)"
+    )
+
+
+def load_dataset(config, dataset: data_lib.Dataset | None = None) -> data_lib.Dataset:
+    """``config.dataset`` loaded (or ``dataset`` given from Python), with its options.
+
+    Raises:
+      jaxal.config.ConfigError: a bad dataset option or file (one line).
+    """
+    try:
+        if dataset is None:
+            return data_lib.load(config.dataset)
+        data_lib.validate(config.dataset)
+        return data_lib.apply_options(dataset, config.dataset)
+    except data_lib.DatasetUnavailableError:
+        raise
+    except ValueError as e:
+        raise config_lib.ConfigError(" ".join(str(e).split())) from None
+
+
+def assemble(config, *, dataset: data_lib.Dataset | None = None, model: Any = None) -> Run:
+    """Build a run from ``config``: validated, sized and placed; nothing compiled.
+
+    Args:
+      config: an experiment ``ConfigDict`` (:func:`jaxal.config.base_config`).
+      dataset: your own :class:`~jaxal.data.Dataset` (e.g. from
+        :func:`jaxal.data.from_arrays`) instead of ``config.dataset.name``;
+        ``config.dataset`` options still apply.
+      model: your own model instead of ``config.model``: a jaxal ``Model``, a
+        Flax Linen module (``__call__(x, train) -> (logits, embedding)``), or
+        ``factory(num_classes)`` returning one.
+
+    Raises:
+      jaxal.config.ConfigError: an invalid config, before anything compiles.
+    """
+    config_lib.validate(config, custom_model=model)
+    settings = config_lib.settings(config)
+    ds = load_dataset(config, dataset)
+    plan = config_lib.validate_sizes(config, ds)
+    if model is None:
+        net = config_lib.build_model(settings, plan.num_classes)
+    else:
+        from jaxal.models.ensemble import ensemble
+
+        net = _as_model(model, plan.num_classes)
+        net = ensemble(net, settings.ensemble_size) if settings.ensemble_size > 1 else net
+        config_lib.validate(config, custom_model=net)  # the model's own MC capabilities
+    ex = settings.execution
+    try:
+        placement = parallel.make_placement(settings.num_seeds, ex.num_devices, ex.seed_threads)
+    except ValueError as e:
+        raise config_lib.ConfigError(f"config.num_devices: {e}") from None
+    executor = parallel.SeedExecutor(
+        parallel.resolve_seed_execution(ex.seed_execution, settings.model_name), placement
+    )
+    step_loop = parallel.resolve_step_loop(settings.train.step_loop, settings.model_name)
+    train = dataclasses.replace(settings.train, step_loop=step_loop)
+    strategies = {
+        spec.label: strategies_lib.get(spec.name, **config_lib.strategy_kwargs(spec, plan.num_pool))
+        for spec in settings.strategies
+    }
+    return Run(
+        settings=settings,
+        plan=plan,
+        dataset=ds,
+        data=to_device(ds, placement),
+        model=net,
+        executor=executor,
+        strategies=strategies,
+        phases=make_train_phases(net, train, executor),
+    )

@@ -1,0 +1,182 @@
+"""Typed settings of a run and the plan of its sizes: what the engine reads.
+
+:mod:`jaxal.config` turns an experiment ``ConfigDict`` into these frozen
+dataclasses once, after validation; below the assembler nothing sees a
+``ConfigDict``. The :class:`Plan` holds every derived size (initial pool,
+budget, rounds, query size) computed once, from one formula.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+_MISSING = object()
+
+
+def _get(obj, dotted: str, default=_MISSING):
+    """``obj.a.b`` for ``dotted="a.b"`` on attribute- or mapping-style objects."""
+    for part in dotted.split("."):
+        if isinstance(obj, dict):
+            if part not in obj and default is not _MISSING:
+                return default
+            obj = obj[part]
+        elif default is not _MISSING and not hasattr(obj, part):
+            return default
+        else:
+            obj = getattr(obj, part)
+    return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """How one round trains (``config.train``)."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    epochs: int = 50
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    step_loop: str = "auto"
+    reinit: bool = True
+    crop_padding: int = 0
+    flip: bool = False
+    early_stop_accuracy: float | None = None
+    patience: int | None = None
+
+    @classmethod
+    def of(cls, cfg) -> TrainSettings:
+        """From a ``train`` config block (``augment.*``, ``early_stop.*`` nested),
+        or an instance (returned as is)."""
+        if isinstance(cfg, cls):
+            return cfg
+        acc = _get(cfg, "early_stop.train_accuracy", None)
+        patience = _get(cfg, "early_stop.patience", None)
+        return cls(
+            optimizer=str(cfg.optimizer),
+            learning_rate=float(cfg.learning_rate),
+            momentum=float(cfg.momentum or 0.0),
+            weight_decay=float(cfg.weight_decay or 0.0),
+            schedule=str(cfg.schedule),
+            epochs=int(cfg.epochs),
+            batch_size=int(cfg.batch_size),
+            eval_batch_size=int(_get(cfg, "eval_batch_size", 512)),
+            step_loop=str(_get(cfg, "step_loop", "auto")),
+            reinit=bool(_get(cfg, "reinit", True)),
+            crop_padding=int(_get(cfg, "augment.crop_padding", 0)),
+            flip=bool(_get(cfg, "augment.flip", False)),
+            early_stop_accuracy=None if acc is None else float(acc),
+            patience=None if patience is None else int(patience),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class InitialSettings:
+    """The initial labeled pool (``config.initial``); see :mod:`jaxal.initial`."""
+
+    strategy: str = "random"
+    size: int = 20  # for "random"
+    per_class: int = 2  # for "class_balanced"
+
+    @classmethod
+    def of(cls, cfg) -> InitialSettings:
+        if isinstance(cfg, cls):
+            return cfg
+        return cls(str(cfg.strategy), int(cfg.size), int(cfg.per_class))
+
+
+@dataclasses.dataclass(frozen=True)
+class MCSettings:
+    """Sample-based scoring: T MC-dropout passes in ``full`` or ``head`` mode."""
+
+    samples: int = 20
+    mode: str = "full"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionSettings:
+    """How the seed axis runs and on which devices."""
+
+    seed_execution: str = "auto"
+    seed_threads: int = 0
+    num_devices: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategySpec:
+    """One strategy of a run: its result label, registry name and parameters."""
+
+    label: str
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Every size of a run, derived once from the config and the dataset.
+
+    Attributes:
+      num_pool: N, the unlabeled pool.
+      num_classes: C.
+      initial_size: labels of the initial pool.
+      query_size: k, labels per acquisition (the last may take fewer).
+      budget: labels at the end; also the capacity of the ``order`` buffer.
+    """
+
+    num_pool: int
+    num_classes: int
+    initial_size: int
+    query_size: int
+    budget: int
+
+    @property
+    def num_acquisitions(self) -> int:
+        """Acquisition rounds; the last labels fewer than k if k does not divide."""
+        return math.ceil((self.budget - self.initial_size) / self.query_size)
+
+    @property
+    def num_rounds(self) -> int:
+        """Training rounds per strategy: one per acquisition, plus the last."""
+        return self.num_acquisitions + 1
+
+    def take(self, num_labeled: int) -> int:
+        """Points labeled by the acquisition after a round with ``num_labeled``."""
+        return min(self.query_size, self.budget - num_labeled)
+
+    def with_budget(self, budget: int) -> Plan:
+        return dataclasses.replace(self, budget=int(budget))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """Everything a run reads, typed (built by :func:`jaxal.config.settings`)."""
+
+    seed: int
+    num_seeds: int
+    execution: ExecutionSettings
+    strategies: tuple[StrategySpec, ...]
+    model_name: str
+    model_kwargs: tuple[tuple[str, Any], ...]
+    ensemble_size: int
+    train: TrainSettings
+    initial: InitialSettings
+    mc: MCSettings
+    query_size: int
+    budget: int | None
+    num_rounds: int | None
+    score_batch_size: int
+    checkpoint_enabled: bool = True
+    checkpoint_max_to_keep: int = 3
+    checkpoint_async: bool = True
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.num_seeds))
