@@ -137,14 +137,17 @@ def assemble(config, *, dataset: data_lib.Dataset | None = None, model: Any = No
     settings = config_lib.settings(config)
     ds = load_dataset(config, dataset)
     plan = config_lib.validate_sizes(config, ds)
-    if model is None:
-        net = config_lib.build_model(settings, plan.num_classes)
-    else:
-        from jaxal.models.ensemble import ensemble
+    try:
+        if model is None:
+            net = config_lib.build_model(settings, plan.num_classes)
+        else:
+            from jaxal.models.ensemble import ensemble
 
-        net = _as_model(model, plan.num_classes)
-        net = ensemble(net, settings.ensemble_size) if settings.ensemble_size > 1 else net
-        config_lib.validate(config, custom_model=net)  # the model's own MC capabilities
+            net = _as_model(model, plan.num_classes)
+            net = ensemble(net, settings.ensemble_size) if settings.ensemble_size > 1 else net
+    except ValueError as e:  # e.g. a user factory that does not return a module
+        raise config_lib.ConfigError(f"config.{' '.join(str(e).split())}") from None
+    config_lib.check_model(config, net)  # MC dropout / head mode, from the built model
     ex = settings.execution
     try:
         placement = parallel.make_placement(settings.num_seeds, ex.num_devices, ex.seed_threads)

@@ -289,7 +289,8 @@ def validate(config, *, custom_model=None) -> None:
     Args:
       config: the experiment config.
       custom_model: a model given from Python (``run_experiment(model=...)``):
-        ``config.model.*`` is then not checked, the model's own capabilities are.
+        ``config.model.*`` is then not checked (the built model is, by
+        :func:`check_model`).
 
     Raises:
       ConfigError: one line naming the key, the bad value and what is allowed.
@@ -360,7 +361,7 @@ def validate(config, *, custom_model=None) -> None:
         _fail("ensemble_size", config.ensemble_size, "must be >= 1")
     if int(config.score_batch_size) < 1:
         _fail("score_batch_size", config.score_batch_size, "must be >= 1")
-    _validate_sampling(config, specs, custom_model)
+    _validate_sampling(config, specs)
 
 
 def _validate_model(config) -> None:
@@ -390,10 +391,13 @@ def _validate_model(config) -> None:
         raise ConfigError(f"config.{' '.join(str(e).split())}") from None
 
 
-def _validate_sampling(config, specs, custom_model) -> None:
-    """Sample-based strategies need MC dropout (or an ensemble) the model can do."""
+def _validate_sampling(config, specs, model=None) -> None:
+    """Sample-based strategies need MC dropout (or an ensemble) the model can do.
+
+    Without ``model`` a built-in model is checked from ``config.model``; a user
+    factory (``module:factory``) is checked once built (:func:`check_model`).
+    """
     ensemble = int(config.ensemble_size) > 1
-    model_name = "your model" if custom_model is not None else repr(config.model.name)
     for spec in specs:  # builds each strategy: catches bad parameter values early
         try:
             needs = strategies_lib.get(spec.name, **spec.kwargs).needs
@@ -403,37 +407,45 @@ def _validate_sampling(config, specs, custom_model) -> None:
             ) from None
         if not needs.samples or ensemble:
             continue
-        if custom_model is not None:
-            capable = getattr(custom_model, "mc_dropout", True)
-            head_ok = getattr(custom_model, "supports_head", True)
-        else:
+        if model is None:
             name = config.model.name
+            if ":" in str(name):
+                continue  # a user factory: its capabilities are known once it is built
             dropout = config.model.get("dropout")
             if dropout is None:
                 dropout = models_lib.params_of(name).get("dropout", 0.0)
-            if ":" not in str(name) and not dropout:
+            if not dropout:
                 _fail(
                     "model.dropout",
                     dropout,
                     f"strategy {spec.label!r} needs MC-dropout samples: set model.dropout > 0 "
                     "or ensemble_size > 1",
                 )
-            capable = head_ok = ":" not in str(name)
-            if not capable:  # user factories: MC dropout works unless they use batch norm
-                capable, head_ok = True, False
-        if not capable:
+            continue
+        if not model.mc_dropout:
             _fail(
                 "strategy",
                 spec.label,
-                f"{model_name} cannot run MC dropout in eval mode (it has batch norm); "
-                "use ensemble_size > 1 or a strategy that needs no samples",
+                f"model {model.name!r} cannot run MC dropout in eval mode (batch norm without "
+                "a separate dropout switch); use ensemble_size > 1 or a strategy that needs "
+                "no samples",
             )
-        if config.mc.mode == "head" and not head_ok:
+        if config.mc.mode == "head" and not model.supports_head:
             _fail(
                 "mc.mode",
                 config.mc.mode,
-                f"{model_name} has no backbone/head split; use mc.mode='full'",
+                f"model {model.name!r} has no backbone/head split; use mc.mode='full'",
             )
+
+
+def check_model(config, model) -> None:
+    """What the built ``model`` must be able to do for the config's strategies
+    (MC dropout, the ``head`` MC mode); still before anything compiles.
+
+    Raises:
+      ConfigError: one line naming the key.
+    """
+    _validate_sampling(config, parse_strategies(config), model)
 
 
 def build_model(config_or_settings, num_classes: int):

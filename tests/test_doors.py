@@ -99,7 +99,8 @@ def test_npz_feature_pool_of_flat_vectors_runs(tmp_path):
     x_te = (centers[y_te] + rng.normal(size=(90, 6))).astype(np.float16)
     path = tmp_path / "feat.npz"
     np.savez(path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
-    config = _small(**{"dataset.name": f"npz:{path}", "strategy": "margin,coreset"})
+    config = _small(**{"dataset.name": f"npz:{path}", "strategy": "margin,coreset",
+                       "train.epochs": 30, "train.learning_rate": 1e-2})
     rows = run_experiment(config, str(tmp_path / "w"), progress=False)
     last = [r for r in rows if r["num_labeled"] == 20]
     assert {r["strategy"] for r in last} == {"margin", "coreset"}
