@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from jaxal import strategies
-from jaxal.strategies import batch, wrappers
+from jaxal.strategies import select, wrappers
 from jaxal.strategies.base import Needs, Outputs, Strategy, masked_top_k
 from tests import reference as ref
 
@@ -255,11 +255,11 @@ def test_history_round_trip_jit_equals_nojit():
 
 
 def test_check_k():
-    batch.check_k(np.array([True, False, False]), 2)
+    select.check_k(np.array([True, False, False]), 2)
     with pytest.raises(ValueError, match="only 1 unlabeled"):
-        batch.check_k(np.array([[True, False, False], [True, True, False]]), 2)
+        select.check_k(np.array([[True, False, False], [True, True, False]]), 2)
     with pytest.raises(ValueError):
-        batch.check_k(jnp.zeros(3, bool), -1)
+        select.check_k(jnp.zeros(3, bool), -1)
 
 
 SELECTORS = [
@@ -292,7 +292,7 @@ def test_selector_contract(which, shape, k, seed):
     labeled[rng.permutation(shape[1])[:5]] = False  # >= 5 unlabeled
     labeled = jnp.asarray(labeled)
     key = jax.random.key(seed)
-    batch.check_k(labeled, k)
+    select.check_k(labeled, k)
     picked, cand, _ = _round(s, key, probs, labeled, k, s.init(shape[1]))
     again, _, _ = _round(s, key, probs, labeled, k, s.init(shape[1]))
     picked = np.asarray(picked)

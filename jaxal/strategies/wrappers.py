@@ -36,7 +36,7 @@ from jaxal.strategies.base import (
     _no_propose,
     masked_top_k,
 )
-from jaxal.strategies.batch import check_static_k, gumbel_top_k, rank_key
+from jaxal.strategies.select import check_static_k, gumbel_top_k, rank_key
 
 BaseSpec = str | Strategy
 

@@ -1,0 +1,131 @@
+"""The base ``ConfigDict``: every key a run reads, with defaults and comments.
+
+Config files in ``configs/`` start from :func:`base_config` and override what
+their experiment needs.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from jaxal import models as models_lib
+from jaxal import strategies as strategies_lib
+
+
+def _model_keys() -> list[str]:
+    """Every parameter of every model; in a config ``None`` means the model's default
+    and a key set to a value must be accepted by the chosen model."""
+    return sorted({p for n in models_lib.NAMES for p in models_lib.params_of(n)})
+
+
+def _strategy_param_union() -> ml_collections.ConfigDict:
+    """Every parameter of every registered strategy, all ``None`` (= default)."""
+    keys = sorted({p for n in strategies_lib.names() for p in strategies_lib.params_of(n)})
+    return ml_collections.ConfigDict(
+        {k: ml_collections.FieldReference(None, field_type=object) for k in keys}
+    )
+
+
+def dataset_config() -> ml_collections.ConfigDict:
+    """The ``dataset`` config block with its defaults.
+
+    ``data_dir`` and ``pool_size`` default to ``None`` as typed placeholders, so
+    ``--config.dataset.pool_size=500`` works from the command line.
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            name="digits",
+            data_dir=config_dict.placeholder(str),
+            download=False,
+            normalize="standardize",
+            pool_size=config_dict.placeholder(int),
+            val_size=0,
+            imbalance_factor=1.0,
+            data_seed=0,
+        )
+    )
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The full config with defaults; every key a run reads is here."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # seeds are seed, seed + 1, ..., seed + num_seeds - 1
+    c.num_seeds = 3
+    c.seed_execution = "auto"  # how the seed axis runs: vmap, a loop of jitted calls, or auto
+    # Under seed_execution=loop, seeds run concurrently in this many host
+    # threads (0 = auto: the CPU cores on CPU, the seed devices elsewhere).
+    c.seed_threads = 0
+    # Devices for the ("seed", "data") mesh: 0 = every visible device.
+    c.num_devices = 0
+    # One strategy, or several separated by commas (run one after another,
+    # sharing initial pools and per-round model initialisations per seed).
+    c.strategy = "entropy"
+    c.strategy_params = _strategy_param_union()
+
+    c.dataset = dataset_config()
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "mlp"
+    for k in _model_keys():
+        c.model[k] = ml_collections.FieldReference(None, field_type=object)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.optimizer = "adam"
+    c.train.learning_rate = 1e-3
+    c.train.momentum = 0.9
+    c.train.weight_decay = 0.0
+    c.train.schedule = "constant"
+    c.train.epochs = 50
+    c.train.batch_size = 64
+    c.train.eval_batch_size = 512
+    # Where the step loop runs: "device" (one jitted while_loop per round),
+    # "host" (Python loop of jitted steps; faster for conv nets on XLA:CPU), "auto".
+    c.train.step_loop = "auto"
+    c.train.reinit = True  # re-initialise the model each round (False: warm start)
+    c.train.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": False})
+    c.train.early_stop = ml_collections.ConfigDict()
+    c.train.early_stop.train_accuracy = ml_collections.FieldReference(None, field_type=float)
+    c.train.early_stop.patience = ml_collections.FieldReference(None, field_type=int)
+
+    c.initial = ml_collections.ConfigDict()
+    c.initial.strategy = "random"
+    c.initial.size = 20  # for "random"
+    c.initial.per_class = 2  # for "class_balanced"
+
+    c.query_size = 10  # k, points labeled per round
+    c.budget = ml_collections.FieldReference(None, field_type=int)  # total labels at the end
+    c.num_rounds = ml_collections.FieldReference(None, field_type=int)  # acquisitions
+
+    # Sample-based strategies (bald, variation_ratios, ...) read [T, N, C]
+    # predictions: T MC-dropout passes, or the members of an ensemble.
+    c.mc = ml_collections.ConfigDict({"samples": 20, "mode": "full"})
+    c.ensemble_size = 1  # M > 1: a deep ensemble trained as an [M] array axis
+    c.score_batch_size = 1024
+    # Orbax checkpoint of the full run state after every round (exact resume).
+    c.checkpoint = ml_collections.ConfigDict(
+        {"enabled": True, "max_to_keep": 3, "async_save": True}
+    )
+    return c
+
+
+# Keys of which a config sets exactly one; setting one clears the other.
+EXCLUSIVE = (("budget", "num_rounds"),)
+
+
+def apply_overrides(config, overrides: dict) -> ml_collections.ConfigDict:
+    """Set dotted keys in place (``{"train.epochs": 5}``), as ``--config.<key>`` does.
+
+    ``budget`` and ``num_rounds`` exclude each other: setting one to a value
+    clears the other, so the last one set wins (as on the command line).
+    """
+    for key, value in overrides.items():
+        node = config
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+        for pair in EXCLUSIVE:
+            if key in pair and value is not None:
+                config[pair[1 - pair.index(key)]] = None
+    return config

@@ -1,0 +1,216 @@
+"""Config checks, before anything is compiled or written: one line per bad key.
+
+:func:`validate` needs no data; :func:`validate_sizes` runs once the dataset
+is loaded; :func:`check_model` once the model is built (a user module's MC
+capabilities).
+"""
+
+from __future__ import annotations
+
+from jaxal import data as data_lib
+from jaxal import initial as initial_lib
+from jaxal import models as models_lib
+from jaxal import strategies as strategies_lib
+from jaxal import train as train_lib
+from jaxal.config.errors import ConfigError, _fail
+from jaxal.config.resolve import make_plan, model_kwargs
+from jaxal.config.strategy_list import parse_strategies
+from jaxal.settings import Plan
+
+SEED_EXECUTION = ("auto", "vmap", "loop")
+STEP_LOOP = ("auto", "device", "host")
+INITIAL = initial_lib.NAMES
+MC_MODES = ("full", "head")
+
+
+def validate(config, *, custom_model=None) -> None:
+    """Checks that need no data: names, signs, and strategy/model parameters.
+
+    Args:
+      config: the experiment config.
+      custom_model: a model given from Python (``run_experiment(model=...)``):
+        ``config.model.*`` is then not checked (the built model is, by
+        :func:`check_model`).
+
+    Raises:
+      ConfigError: one line naming the key, the bad value and what is allowed.
+    """
+    if config.seed_execution not in SEED_EXECUTION:
+        _fail("seed_execution", config.seed_execution, f"allowed: {', '.join(SEED_EXECUTION)}")
+    if int(config.num_seeds) < 1:
+        _fail("num_seeds", config.num_seeds, "must be >= 1")
+    if int(config.num_devices) < 0:
+        _fail("num_devices", config.num_devices, "must be >= 0 (0 = all devices)")
+    if int(config.seed_threads) < 0:
+        _fail("seed_threads", config.seed_threads, "must be >= 0 (0 = auto)")
+    specs = parse_strategies(config)
+    names = [s.name for s in specs]
+    for key, value in config.strategy_params.items():
+        if value is not None and not any(key in strategies_lib.params_of(n) for n in names):
+            _fail(f"strategy_params.{key}", value, f"not a parameter of {', '.join(names)}")
+    try:
+        data_lib.validate(config.dataset)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if custom_model is None:
+        _validate_model(config)
+    t = config.train
+    if t.optimizer not in train_lib.OPTIMIZERS:
+        _fail("train.optimizer", t.optimizer, f"allowed: {', '.join(train_lib.OPTIMIZERS)}")
+    if t.step_loop not in STEP_LOOP:
+        _fail("train.step_loop", t.step_loop, f"allowed: {', '.join(STEP_LOOP)}")
+    if t.schedule not in train_lib.SCHEDULES:
+        _fail("train.schedule", t.schedule, f"allowed: {', '.join(train_lib.SCHEDULES)}")
+    for key in ("learning_rate", "epochs", "batch_size", "eval_batch_size"):
+        v = t[key]
+        if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
+            _fail(f"train.{key}", v, "must be a positive number")
+    if not float(t.epochs).is_integer():
+        _fail("train.epochs", t.epochs, "must be a positive integer")
+    if t.weight_decay < 0:
+        _fail("train.weight_decay", t.weight_decay, "must be >= 0")
+    if t.augment.crop_padding < 0:
+        _fail("train.augment.crop_padding", t.augment.crop_padding, "must be >= 0")
+    es = t.early_stop
+    if es.train_accuracy is not None and not 0 < es.train_accuracy <= 1:
+        _fail("train.early_stop.train_accuracy", es.train_accuracy, "must be in (0, 1] or None")
+    if es.patience is not None:
+        if es.patience < 1:
+            _fail("train.early_stop.patience", es.patience, "must be >= 1 or None")
+        if not config.dataset.val_size:
+            _fail(
+                "train.early_stop.patience",
+                es.patience,
+                "needs a validation split: set config.dataset.val_size > 0",
+            )
+    try:
+        initial_lib.validate(config.initial)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if int(config.query_size) < 1:
+        _fail("query_size", config.query_size, "must be >= 1 (points labeled per round)")
+    if (config.budget is None) == (config.num_rounds is None):
+        _fail("budget", config.budget, "set exactly one of config.budget and config.num_rounds")
+    if config.num_rounds is not None and int(config.num_rounds) < 0:
+        _fail("num_rounds", config.num_rounds, "must be >= 0")
+    if config.mc.mode not in MC_MODES:
+        _fail("mc.mode", config.mc.mode, f"allowed: {', '.join(MC_MODES)}")
+    if int(config.mc.samples) < 1:
+        _fail("mc.samples", config.mc.samples, "must be >= 1")
+    if int(config.ensemble_size) < 1:
+        _fail("ensemble_size", config.ensemble_size, "must be >= 1")
+    if int(config.score_batch_size) < 1:
+        _fail("score_batch_size", config.score_batch_size, "must be >= 1")
+    _validate_sampling(config, specs)
+
+
+def _validate_model(config) -> None:
+    name = config.model.name
+    user = isinstance(name, str) and ":" in name
+    if not user and name not in models_lib.NAMES:
+        _fail(
+            "model.name",
+            name,
+            f"allowed: {', '.join(models_lib.NAMES)}, or 'module:factory' for your own Flax module",
+        )
+    try:
+        accepted = models_lib.params_of(name)
+    except ValueError as e:
+        raise ConfigError(f"config.{' '.join(str(e).split())}") from None
+    open_ended = user and getattr(accepted, "accepts_any", False)
+    for key, value in model_kwargs(config).items():
+        if key not in accepted and not open_ended:
+            _fail(
+                f"model.{key}",
+                value,
+                f"model {name!r} accepts: {', '.join(accepted) or '(nothing)'}",
+            )
+    try:
+        models_lib.validate(name, model_kwargs(config))
+    except ValueError as e:
+        raise ConfigError(f"config.{' '.join(str(e).split())}") from None
+
+
+def _validate_sampling(config, specs, model=None) -> None:
+    """Sample-based strategies need MC dropout (or an ensemble) the model can do.
+
+    Without ``model`` a built-in model is checked from ``config.model``; a user
+    factory (``module:factory``) is checked once built (:func:`check_model`).
+    """
+    ensemble = int(config.ensemble_size) > 1
+    for spec in specs:  # builds each strategy: catches bad parameter values early
+        try:
+            needs = strategies_lib.get(spec.name, **spec.kwargs).needs
+        except (TypeError, ValueError) as e:
+            raise ConfigError(
+                f"config.strategy {spec.label!r}: {' '.join(str(e).split())}"
+            ) from None
+        if not needs.samples or ensemble:
+            continue
+        if model is None:
+            name = config.model.name
+            if ":" in str(name):
+                continue  # a user factory: its capabilities are known once it is built
+            dropout = config.model.get("dropout")
+            if dropout is None:
+                dropout = models_lib.params_of(name).get("dropout", 0.0)
+            if not dropout:
+                _fail(
+                    "model.dropout",
+                    dropout,
+                    f"strategy {spec.label!r} needs MC-dropout samples: set model.dropout > 0 "
+                    "or ensemble_size > 1",
+                )
+            continue
+        if not model.mc_dropout:
+            _fail(
+                "strategy",
+                spec.label,
+                f"model {model.name!r} cannot run MC dropout in eval mode (batch norm without "
+                "a separate dropout switch); use ensemble_size > 1 or a strategy that needs "
+                "no samples",
+            )
+        if config.mc.mode == "head" and not model.supports_head:
+            _fail(
+                "mc.mode",
+                config.mc.mode,
+                f"model {model.name!r} has no backbone/head split; use mc.mode='full'",
+            )
+
+
+def check_model(config, model) -> None:
+    """What the built ``model`` must be able to do for the config's strategies
+    (MC dropout, the ``head`` MC mode); still before anything compiles.
+
+    Raises:
+      ConfigError: one line naming the key.
+    """
+    _validate_sampling(config, parse_strategies(config), model)
+
+
+def validate_sizes(config, dataset) -> Plan:
+    """Checks against the loaded dataset (still before anything compiles).
+
+    Returns:
+      The run's :class:`~jaxal.settings.Plan`.
+    """
+    plan = make_plan(config, dataset)
+    n, init, total = plan.num_pool, plan.initial_size, plan.budget
+    try:
+        initial_lib.validate_sizes(config.initial, dataset.y_train, plan.num_classes)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    key = initial_lib.size_key(config.initial)
+    value = config.initial[key.split(".")[1]]
+    if init > n:
+        _fail(key, value, f"the initial pool ({init}) must not exceed the pool size {n}")
+    if total > n:
+        _fail("budget", total, f"must not exceed the pool size {n}")
+    for spec in parse_strategies(config):
+        m = spec.kwargs.get("m")
+        if m is not None and not 1 <= int(m) <= n:
+            where = "strategy_params.m" if config.strategy_params.get("m") == m else "strategy"
+            _fail(where, m, f"the candidate pool must have 1..{n} (pool size) points")
+    if init > total:
+        _fail(key, value, f"the initial pool ({init}) must not exceed the budget {total}")
+    return plan
