@@ -5,9 +5,11 @@ device; runs checkpoint every round and resume exactly. See README.md.
 """
 
 from jaxal import data, models, strategies
+from jaxal.assemble import Run, assemble
 from jaxal.config import ConfigError, base_config
 from jaxal.experiment import run_experiment
-from jaxal.loop import SeedState, make_engine, run_rounds
+from jaxal.loop import SeedState, make_engine, rounds, run_rounds
+from jaxal.settings import Plan
 from jaxal.models.base import Model
 from jaxal.strategies.base import Needs, Outputs, Strategy
 
@@ -18,12 +20,16 @@ __all__ = [
     "Model",
     "Needs",
     "Outputs",
+    "Plan",
+    "Run",
     "SeedState",
     "Strategy",
+    "assemble",
     "base_config",
     "data",
     "make_engine",
     "models",
+    "rounds",
     "run_experiment",
     "run_rounds",
     "strategies",
