@@ -9,8 +9,8 @@ from jaxal.assemble import Run, assemble
 from jaxal.config import ConfigError, base_config
 from jaxal.experiment import run_experiment
 from jaxal.loop import SeedState, make_engine, rounds, run_rounds
-from jaxal.settings import Plan
 from jaxal.models.base import Model
+from jaxal.settings import Plan
 from jaxal.strategies.base import Needs, Outputs, Strategy
 
 __version__ = "0.1.0"
