@@ -112,9 +112,7 @@ def load_dataset(config, dataset: data_lib.Dataset | None = None) -> data_lib.Da
             return data_lib.load(config.dataset)
         data_lib.validate(config.dataset)
         return data_lib.apply_options(dataset, config.dataset)
-    except data_lib.DatasetUnavailableError:
-        raise
-    except ValueError as e:
+    except ValueError as e:  # bad options, a bad npz file, a tfds dataset not on disk
         raise config_lib.ConfigError(" ".join(str(e).split())) from None
 
 

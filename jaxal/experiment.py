@@ -7,6 +7,7 @@ results (files, table). What is written when is :mod:`jaxal.workdir`'s job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, NamedTuple
 
@@ -15,10 +16,11 @@ import numpy as np
 
 from jaxal import checkpoint as checkpoint_lib
 from jaxal import config as config_lib
-from jaxal import parallel, report
+from jaxal import interrupt, parallel, report
 from jaxal.assemble import Run, assemble, to_device  # noqa: F401  (to_device: public API)
+from jaxal.lock import WorkdirLock, WorkdirLocked
 from jaxal.loop import acquisition_rounds, init_state, rounds
-from jaxal.workdir import DONE, Finished, RunWriter, WorkdirError  # noqa: F401
+from jaxal.workdir import DONE, DiskError, Finished, RunWriter, WorkdirError  # noqa: F401
 
 # Only these keys may differ between a checkpointed run and its resumption.
 _RESUMABLE_CHANGES = ("budget", "num_rounds")
@@ -67,7 +69,12 @@ def run_experiment(
 
     Raises:
       jaxal.config.ConfigError: invalid config (nothing has been compiled or written).
-      WorkdirError: ``workdir`` holds a finished run and ``overwrite`` is False.
+      WorkdirError: ``workdir`` holds a finished run and ``overwrite`` is False, is
+        a file, or is in use by another live run.
+      DiskError: a write failed (full disk, no permission); the last finished
+        round's checkpoint is intact.
+      jaxal.interrupt.Interrupted: SIGTERM or SIGINT; the run stopped at a safe
+        point (``.where`` says after which round) and resumes when rerun.
     """
     from rich.console import Console
 
@@ -76,7 +83,7 @@ def run_experiment(
     console = console or Console(quiet=not primary)
     RunWriter(workdir).check_not_finished(overwrite)
     run = assemble(config, dataset=dataset, model=model)
-    seeds, plan, labels = run.seeds, run.plan, list(run.strategies)
+    seeds = run.seeds
     mine = seeds[parallel.local_seeds(run.placement, len(seeds))]
     writer = RunWriter(
         workdir,
@@ -86,12 +93,25 @@ def run_experiment(
         own_seeds=mine,
     )
     config_json = _config_json(config, dataset, model, run)
-    settings = run.settings
-    ckpt = None
+    with contextlib.ExitStack() as stack:
+        if primary:  # one run per workdir; a lock left by a killed run is taken over
+            try:
+                stack.enter_context(WorkdirLock(workdir))
+            except WorkdirLocked as e:
+                raise WorkdirError(str(e)) from None
+        stack.enter_context(interrupt.graceful())  # SIGTERM / Ctrl-C: stop at a safe point
+        return _run(run, writer, config_json, overwrite, console, progress)
+
+
+def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, console, progress):
+    """Resume, rounds and results of an assembled run (see :func:`run_experiment`)."""
+    seeds, plan, labels, settings = run.seeds, run.plan, list(run.strategies), run.settings
     resuming = settings.checkpoint_enabled and not overwrite
     if resuming and _check_resumable(config_json, writer) is None:
         resuming = False
-    writer.start(config_json, overwrite)
+    with _disk("the run's config", writer):
+        writer.start(config_json, overwrite)
+    ckpt = None
     if settings.checkpoint_enabled:
         ckpt = checkpoint_lib.RunCheckpointer(
             writer.checkpoint_dir,
@@ -119,6 +139,7 @@ def run_experiment(
     orders = {label: f.order for label, f in finished.items()}
 
     # --- Rounds ---------------------------------------------------------------
+    last = "before its first round"  # where a stop leaves the run
     try:
         with _progress_bar(console, progress) as bar:
             done = len(finished) * plan.num_rounds + (resume.next_round if resume else 0)
@@ -149,28 +170,56 @@ def run_experiment(
                             "next_round": rec.round + 1,
                             "rows": rows,
                         }
-                        ckpt.save(si * plan.num_rounds + rec.round, state, meta)
-                    writer.write_rows(all_rows)
+                        with _disk("a checkpoint", writer):
+                            ckpt.save(si * plan.num_rounds + rec.round, state, meta)
+                    with _disk("results.csv", writer):
+                        writer.write_rows(all_rows)
                     bar.console.print(report.format_row(label, rec), soft_wrap=True)
+                    for seed in seeds[np.asarray(rec.diverged, bool)]:
+                        bar.console.print(
+                            f"[yellow]warning[/]: {label} seed {seed} round {rec.round}: "
+                            "training diverged (NaN/inf loss); this round's selection fell "
+                            "back to random (results.csv column 'diverged')"
+                        )
                     bar.advance(task)
+                    last = f"after round {rec.round} of {label!r}"
                 orders[label] = parallel.to_host(state.order)
-                writer.save_finished(si, label, rows, orders[label])
+                with _disk("a finished strategy's record", writer):
+                    writer.save_finished(si, label, rows, orders[label])
+    except interrupt.Interrupted as stop:
+        stop.where = last
+        raise
     finally:
         if ckpt is not None:
-            ckpt.close()
+            with _disk("the last checkpoint", writer):
+                ckpt.close()
 
     # --- Results ----------------------------------------------------------------
     orders = {label: orders[label] for label in labels}  # run order
     acquired = {label: acquisition_rounds(o, plan) for label, o in orders.items()}
-    writer.finish(
-        all_rows,
-        orders,
-        acquired,
-        seeds,
-        title=f"{run.dataset.name} / {run.model.name}",
-        console=console,
-    )
+    with _disk("the result files", writer):
+        writer.finish(
+            all_rows,
+            orders,
+            acquired,
+            seeds,
+            title=f"{run.dataset.name} / {run.model.name}",
+            console=console,
+        )
     return all_rows
+
+
+@contextlib.contextmanager
+def _disk(what: str, writer: RunWriter):
+    """An OS error while writing ``what`` becomes one :class:`DiskError` line."""
+    try:
+        yield
+    except OSError as e:
+        raise DiskError(
+            f"could not write {what} in {writer.workdir!r}: {e.strerror or e}; the last "
+            "complete round's checkpoint and results.csv are kept — fix the disk and rerun "
+            "the same command to resume"
+        ) from None
 
 
 def _progress_bar(console, enabled: bool):

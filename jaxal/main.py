@@ -43,6 +43,7 @@ _DISTRIBUTED = flags.DEFINE_bool(
 )
 
 USAGE_EXIT = 2
+DISK_EXIT = 74  # EX_IOERR: a write to the workdir failed
 
 
 def _die(message: str) -> None:
@@ -136,8 +137,9 @@ def _main(argv: list[str]) -> None:
         _die(f"unexpected arguments: {' '.join(argv[1:])}")
     from jaxal.config import ConfigError
     from jaxal.experiment import run_experiment
+    from jaxal.interrupt import Interrupted
     from jaxal.parallel import initialize_distributed
-    from jaxal.workdir import WorkdirError
+    from jaxal.workdir import DiskError, WorkdirError
 
     coordinator, num_processes, process_id = _distributed_settings()
     if _DISTRIBUTED.value or (num_processes or 1) > 1:
@@ -158,8 +160,21 @@ def _main(argv: list[str]) -> None:
             overwrite=_OVERWRITE.value,
             progress=not _NO_PROGRESS.value,
         )
+    except DiskError as e:
+        print(f"jaxal: error: {e}", file=sys.stderr)
+        sys.exit(DISK_EXIT)
     except (ConfigError, WorkdirError) as e:
         _die(str(e))
+    except Interrupted as stop:
+        print(
+            f"jaxal: interrupted by {stop.name} {getattr(stop, 'where', '')}; the finished "
+            "rounds are saved — rerun the same command to resume",
+            file=sys.stderr,
+        )
+        sys.exit(stop.exit_status)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        print("jaxal: interrupted; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
 
 
 def _env_int(flag, name: str) -> int | None:

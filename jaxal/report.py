@@ -19,6 +19,7 @@ COLUMNS = (
     "test_nll",
     "train_epochs",
     "train_accuracy",
+    "diverged",
     "train_seconds",
     "eval_seconds",
     "score_seconds",
@@ -43,6 +44,7 @@ def rows(strategy: str, seeds: Sequence[int], records: Sequence[RoundRecord]) ->
                     "test_nll": float(rec.test_nll[i]),
                     "train_epochs": int(rec.train_epochs[i]),
                     "train_accuracy": float(rec.train_accuracy[i]),
+                    "diverged": int(rec.diverged[i]),
                     "train_seconds": rec.train_seconds / s,
                     "eval_seconds": rec.eval_seconds / s,
                     "score_seconds": rec.score_seconds / s,
@@ -101,8 +103,11 @@ def plot_learning_curves(path: str, all_rows: Sequence[dict], title: str = "") -
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"  # atomic: a kill never leaves half a picture
+    fig.savefig(tmp)
     plt.close(fig)
+    os.replace(tmp, path)
 
 
 def write_labeled_indices(

@@ -24,6 +24,7 @@ class Purpose(enum.IntEnum):
     SCORE = 4
     PROPOSE = 5
     SELECT = 6
+    FALLBACK = 7  # random selection of a seed whose training diverged
 
 
 def seed_keys(seeds) -> Array:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxal import interrupt
 from jaxal.models.base import Model
 from jaxal.models.outputs import training_logits
 from jaxal.parallel import to_host
@@ -52,6 +53,7 @@ class FitMetrics(NamedTuple):
     train_loss: Array  # mean loss of the last epoch
     train_accuracy: Array  # accuracy of the last epoch
     val_accuracy: Array  # best validation accuracy (nan without a validation split)
+    diverged: Array  # bool: a training loss was NaN or inf (training stopped there)
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
@@ -170,6 +172,7 @@ class FitCarry(NamedTuple):
     best_batch_stats: Any
     bad_epochs: Array
     stop: Array  # bool: training of this seed is over
+    finite: Array  # bool: every training loss so far was finite
 
 
 class FitParts(NamedTuple):
@@ -241,6 +244,7 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
             best_batch_stats=batch_stats,
             bad_epochs=jnp.int32(0),
             stop=jnp.bool_(False),
+            finite=jnp.bool_(True),
         )
 
     def begin_epoch(c: FitCarry, order, n, key, data) -> FitCarry:
@@ -256,7 +260,7 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
             jax.random.fold_in(jax.random.fold_in(key, c.epoch), i + 1)
         )
         x = augment(k_aug, data.x_pool[idx], crop, flip)
-        (_, (new_bs, corr, lsum)), grads = grad_fn(
+        (loss, (new_bs, corr, lsum)), grads = grad_fn(
             c.params, c.batch_stats, x, data.y_pool[idx], w, k_drop
         )
         opt_state = c.opt_state
@@ -271,13 +275,14 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
             opt_state=opt_state,
             correct=c.correct + corr,
             loss_sum=c.loss_sum + lsum,
+            finite=c.finite & jnp.isfinite(loss),
         )
 
     def end_epoch(c: FitCarry, order, n, key, data) -> FitCarry:
         del order, key
         nf = jnp.maximum(n, 1).astype(jnp.float32)
         c = c._replace(epoch=c.epoch + 1, train_accuracy=c.correct / nf, train_loss=c.loss_sum / nf)
-        stop = c.epoch >= epochs
+        stop = (c.epoch >= epochs) | ~c.finite  # a diverged seed stops training
         if acc_stop is not None:
             stop = stop | (c.train_accuracy >= acc_stop)
         if patience is not None:
@@ -297,7 +302,9 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
         params, batch_stats, val_acc = c.params, c.batch_stats, jnp.float32(jnp.nan)
         if patience is not None:  # keep the weights of the best validation epoch
             params, batch_stats, val_acc = c.best_params, c.best_batch_stats, c.best_accuracy
-        metrics = FitMetrics(c.epoch, c.step, c.train_loss, c.train_accuracy, val_acc)
+        metrics = FitMetrics(
+            c.epoch, c.step, c.train_loss, c.train_accuracy, val_acc, ~c.finite
+        )
         return _merge(params, batch_stats), metrics
 
     return FitParts(start, begin_epoch, step, end_epoch, finish)
@@ -353,6 +360,7 @@ def host_fit(parts: FitParts, batch_size: int) -> Callable:
         while not bool(np.all(to_host(c.stop))):
             c = parts.begin_epoch(c, *ctx)
             for i in range(-(-n // batch_size)):
+                interrupt.check()  # SIGTERM / Ctrl-C: abandon the round here
                 c = parts.step(c, jnp.int32(i), *ctx)
             c = parts.end_epoch(c, *ctx)
         return parts.finish(c)

@@ -33,6 +33,10 @@ class WorkdirError(RuntimeError):
     """The workdir cannot be used (e.g. it already holds a finished run)."""
 
 
+class DiskError(WorkdirError):
+    """Writing to the workdir failed (e.g. a full disk); earlier checkpoints are intact."""
+
+
 class Finished(NamedTuple):
     """A finished strategy: its rows and its acquisition order ``[S, budget]``."""
 
@@ -83,7 +87,9 @@ class RunWriter:
     # --- before the run ------------------------------------------------------
 
     def check_not_finished(self, overwrite: bool) -> None:
-        """Raises :class:`WorkdirError` if the workdir holds a finished run."""
+        """Raises :class:`WorkdirError` if the workdir holds a finished run (or is a file)."""
+        if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
+            raise WorkdirError(f"--workdir {self.workdir!r} is a file, not a folder")
         if os.path.exists(self.path(DONE)) and not overwrite:
             raise WorkdirError(
                 f"workdir {self.workdir!r} already holds a finished run (results.csv, {DONE}); "

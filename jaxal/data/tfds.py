@@ -64,14 +64,11 @@ def _unavailable(name: str, data_dir: str | None, download: bool, cause: Excepti
     how = "download failed" if download else "dataset.download=False"
     return DatasetUnavailableError(
         f"tfds dataset {name!r} is not available: not prepared in array_record format under "
-        f"data_dir {root!r}, and {how} ({type(cause).__name__}: {first_line}).\n"
-        "To get it, either\n"
-        "  * on a machine with internet, run once with --config.dataset.download=True "
-        f"--config.dataset.data_dir={root} (preparing image datasets needs "
-        "`pip install 'jaxal[tfds]'`), or\n"
-        f"  * pip install 'jaxal[tfds]' && tfds build {name} --data_dir={root} "
-        "--file_format=array_record\n"
-        "then copy that data_dir to this machine and point --config.dataset.data_dir at it."
+        f"data_dir {root!r}, and {how} ({type(cause).__name__}: {first_line}). "
+        "To get it: on a machine with internet run once with --config.dataset.download=True "
+        f"--config.dataset.data_dir={root} (needs `pip install 'jaxal[tfds]'`), or run "
+        f"`tfds build {name} --data_dir={root} --file_format=array_record` there; then copy "
+        "that data_dir here and point --config.dataset.data_dir at it"
     )
 
 
