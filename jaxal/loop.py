@@ -18,14 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import parallel
+from jaxal import interrupt, parallel
 from jaxal import train as train_lib
 from jaxal.initial import initial_pool
 from jaxal.models.base import Model
 from jaxal.predict import make_predict
 from jaxal.rng import Purpose, derive, seed_keys
 from jaxal.settings import InitialSettings, MCSettings, Plan, TrainSettings
-from jaxal.strategies.base import Outputs, Strategy
+from jaxal.strategies.base import Outputs, Strategy, masked_top_k
 
 Array = jax.Array
 
@@ -52,6 +52,7 @@ class RoundRecord(NamedTuple):
     test_nll: np.ndarray
     train_epochs: np.ndarray
     train_accuracy: np.ndarray
+    diverged: np.ndarray  # bool [S]: training diverged (selection fell back to random)
     train_seconds: float
     eval_seconds: float
     score_seconds: float
@@ -74,7 +75,8 @@ class Engine(NamedTuple):
     fit: Callable  # (state, round, data) -> (variables, FitMetrics)
     evaluate: Callable  # (variables, data) -> (acc, nll)
     score: Callable  # (state, round, data) -> (candidates | None, Outputs)
-    select: Callable  # (state, round, candidates, outputs, take) -> (state, picked [k])
+    score_first: Callable | None  # round 0's score for `score_pool_first` strategies
+    select: Callable  # (state, round, candidates, outputs, take, diverged) -> (state, picked)
     plan: Plan
     executor: parallel.SeedExecutor
 
@@ -175,7 +177,12 @@ def make_engine(
     """
     k, num_pool, capacity = plan.query_size, plan.num_pool, plan.budget
     predict = make_predict(
-        model, strategy.needs, samples=mc.samples, mode=mc.mode, chunk=score_batch_size
+        model,
+        strategy.needs,
+        samples=mc.samples,
+        mode=mc.mode,
+        chunk=score_batch_size,
+        consistent=mc.consistent,
     )
 
     def init_seed(key: Array, data: train_lib.Data) -> SeedState:
@@ -185,16 +192,25 @@ def make_engine(
         variables = model.init(derive(key, 0, Purpose.MODEL_INIT), data.x_pool[:1])
         return SeedState(key, labeled, order, n, variables, strategy.init(num_pool))
 
-    def score_seed(state: SeedState, round_: Array, data: train_lib.Data):
-        cand = strategy.propose(
-            derive(state.key, round_, Purpose.PROPOSE), state.labeled, state.strategy_state
-        )
+    def score_seed(state: SeedState, round_: Array, data: train_lib.Data, whole_pool=False):
+        cand = None
+        if not whole_pool:
+            cand = strategy.propose(
+                derive(state.key, round_, Purpose.PROPOSE), state.labeled, state.strategy_state
+            )
         x = data.x_pool if cand is None else data.x_pool[cand]
         return cand, predict(state.variables, x, derive(state.key, round_, Purpose.SCORE))
 
-    def select_seed(state: SeedState, round_: Array, cand, outputs: Outputs, take: Array):
+    def score_pool(state: SeedState, round_: Array, data: train_lib.Data):
+        return score_seed(state, round_, data, whole_pool=True)
+
+    def select_seed(state, round_: Array, cand, outputs: Outputs, take: Array, diverged: Array):
         labeled = state.labeled if cand is None else state.labeled[cand]
         local = strategy.select(derive(state.key, round_, Purpose.SELECT), outputs, labeled, k)
+        # Divergence policy: a seed whose training diverged selects uniformly at
+        # random this round (its outputs are garbage); its strategy state stays.
+        u = jax.random.uniform(derive(state.key, round_, Purpose.FALLBACK), labeled.shape)
+        local = jnp.where(diverged, masked_top_k(u, labeled, k), local)
         picked = local if cand is None else cand[local]
         # Label the first `take` picks (< k only in a final, partial round).
         keep = jnp.arange(k) < take
@@ -205,7 +221,11 @@ def make_engine(
             labeled=new_labeled,
             order=order,
             num_labeled=state.num_labeled + take.astype(jnp.int32),
-            strategy_state=strategy.update(state.strategy_state, cand, outputs),
+            strategy_state=jax.tree.map(
+                lambda new, old: jnp.where(diverged, old, new),
+                strategy.update(state.strategy_state, cand, outputs),
+                state.strategy_state,
+            ),
         )
         return new_state, picked
 
@@ -215,7 +235,12 @@ def make_engine(
         fit=phases.fit,
         evaluate=phases.evaluate,
         score=ex.wrap(score_seed, (0, None, None), shard_data=True),
-        select=ex.wrap(select_seed, (0, None, 0, 0, None)),
+        score_first=(
+            ex.wrap(score_pool, (0, None, None), shard_data=True)
+            if strategy.score_pool_first
+            else None
+        ),
+        select=ex.wrap(select_seed, (0, None, 0, 0, None, 0)),
         plan=plan,
         executor=ex,
     )
@@ -251,6 +276,7 @@ def rounds(
     if state is None:
         state = init_state(engine, seeds, data)
     for r in range(start_round, plan.num_rounds):
+        interrupt.check()  # SIGTERM / Ctrl-C: stop before the next round
         rr = jnp.int32(r)
         t0 = time.perf_counter()
         variables, fm = _block(engine.fit(state, rr, data))
@@ -262,9 +288,11 @@ def rounds(
         t_score = t_select = 0.0
         if r < plan.num_acquisitions:
             take = jnp.int32(plan.take(n_now))
-            cand, outputs = _block(engine.score(state, rr, data))
+            first = r == 0 and engine.score_first is not None
+            score = engine.score_first if first else engine.score
+            cand, outputs = _block(score(state, rr, data))
             t3 = time.perf_counter()
-            state, _ = _block(engine.select(state, rr, cand, outputs, take))
+            state, _ = _block(engine.select(state, rr, cand, outputs, take, fm.diverged))
             t_score, t_select = t3 - t2, time.perf_counter() - t3
         rec = RoundRecord(
             round=r,
@@ -273,6 +301,7 @@ def rounds(
             test_nll=parallel.to_host(nll),
             train_epochs=parallel.to_host(fm.epochs),
             train_accuracy=parallel.to_host(fm.train_accuracy),
+            diverged=parallel.to_host(fm.diverged),
             train_seconds=t1 - t0,
             eval_seconds=t2 - t1,
             score_seconds=t_score,

@@ -207,6 +207,10 @@ def _distributed_settings() -> tuple[str | None, int | None, int | None]:
 
 def run() -> None:
     """Console-script entry point (``jaxal ...``)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "report":
+        from jaxal.report_html import main as report_main
+
+        sys.exit(report_main(sys.argv[2:]))
     app.run(_main, flags_parser=_parse)
 
 

@@ -11,6 +11,13 @@ embeddings, and ``[T, N, C]`` MC-dropout samples in one of two modes:
 For an ensemble model (``model.members``), the samples are the M members'
 deterministic predictions ``[M, N, C]`` instead.
 
+Consistent MC dropout (``consistent=True``, or a strategy whose
+``needs.consistent`` is set, e.g. BatchBALD): sample t is one network draw for
+the whole pool -- its key is drawn once per call (not per chunk) and every row
+sees the same dropout mask (:func:`jaxal.models.outputs.sample_logits`).
+Otherwise (the default) each chunk folds its index into the key and each row
+gets its own masks, which is fine for per-point scores (BALD, ...).
+
 Inside :func:`jaxal.parallel.over_seeds` with ``shard_data=True`` each chunk's
 rows are split over the mesh's ``data`` axis (devices not needed for seeds).
 
@@ -49,7 +56,15 @@ def map_chunks(fn: Callable, x: Array, chunk: int) -> object:
     return jax.tree.map(lambda a: a.reshape((nb * chunk,) + a.shape[2:])[:m], out)
 
 
-def make_predict(model: Model, needs: Needs, *, samples: int, mode: str, chunk: int) -> Callable:
+def make_predict(
+    model: Model,
+    needs: Needs,
+    *,
+    samples: int,
+    mode: str,
+    chunk: int,
+    consistent: bool = False,
+) -> Callable:
     """``predict(variables, x, key) -> Outputs`` for the outputs in ``needs``.
 
     Args:
@@ -58,7 +73,10 @@ def make_predict(model: Model, needs: Needs, *, samples: int, mode: str, chunk: 
       samples: T, MC-dropout passes (used when ``needs.samples``).
       mode: ``"full"`` or ``"head"``.
       chunk: pool rows per chunk.
+      consistent: consistent MC dropout for every sample-based strategy
+        (``mc.consistent``); it is used anyway when ``needs.consistent``.
     """
+    consistent = bool(consistent or needs.consistent)
 
     def one_chunk(variables, key, xb: Array, ci: Array):
         xb = shard_pool_rows(xb)  # a chunk's rows split over the mesh's data axis, if any
@@ -67,8 +85,9 @@ def make_predict(model: Model, needs: Needs, *, samples: int, mode: str, chunk: 
             logits, emb, _ = model.apply(variables, xb, train=False)
             probs = jax.nn.softmax(logits.astype(jnp.float32))
         if needs.samples:
-            keys = jax.random.split(jax.random.fold_in(key, ci), samples)
-            logits_t = sample_logits(model, variables, xb, keys, mode)
+            # Consistent: the same T keys (one network draw each) for every chunk.
+            keys = jax.random.split(key if consistent else jax.random.fold_in(key, ci), samples)
+            logits_t = sample_logits(model, variables, xb, keys, mode, consistent=consistent)
             probs = jnp.swapaxes(jax.nn.softmax(logits_t.astype(jnp.float32)), 0, 1)  # [B,T,C]
         return Outputs(
             probs=probs if needs.probs or needs.samples else None,

@@ -185,3 +185,11 @@ def write_tensorboard(logdir: str, all_rows: Sequence[dict]) -> bool:
             )
         writer.close()
     return True
+
+
+if __name__ == "__main__":  # ``python -m jaxal.report RUN_DIR ... --out DIR``: the HTML report
+    import sys
+
+    from jaxal.report_html import main as _report_main
+
+    sys.exit(_report_main(sys.argv[1:]))

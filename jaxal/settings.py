@@ -91,10 +91,16 @@ class InitialSettings:
 
 @dataclasses.dataclass(frozen=True)
 class MCSettings:
-    """Sample-based scoring: T MC-dropout passes in ``full`` or ``head`` mode."""
+    """Sample-based scoring: T MC-dropout passes in ``full`` or ``head`` mode.
+
+    ``consistent``: every sample-based strategy gets consistent MC dropout (one
+    dropout mask per sample, shared by the whole pool); strategies that need it
+    (``Needs.consistent``: BatchBALD) get it whatever this says.
+    """
 
     samples: int = 20
     mode: str = "full"
+    consistent: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

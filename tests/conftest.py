@@ -9,7 +9,32 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import csv  # noqa: E402
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
+
+# A short two-strategy CLI run of the smoke config, for tests that kill,
+# signal or resume real runs.
+SMOKE_ARGS = [
+    "--config=configs/digits.py:smoke",
+    "--config.num_seeds=2",
+    "--config.train.epochs=5",
+    "--config.strategy=random,margin",
+    "--no_progress",
+]
+TIMING = ("train_seconds", "eval_seconds", "score_seconds", "select_seconds")
+
+
+def smoke_cmd(workdir, *extra) -> list[str]:
+    """The command line of the smoke run in ``workdir``."""
+    return [sys.executable, "-m", "jaxal", *SMOKE_ARGS, f"--workdir={workdir}", *extra]
+
+
+def result_rows(workdir) -> list[dict]:
+    """``results.csv`` rows without the timing columns (which differ run to run)."""
+    with open(os.path.join(workdir, "results.csv")) as f:
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
 
 
 def tiny_config(**overrides):

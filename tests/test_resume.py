@@ -1,33 +1,16 @@
 """A killed run resumes from its last checkpoint to the identical result."""
 
-import csv
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import result_rows, smoke_cmd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = [
-    "--config=configs/digits.py:smoke",
-    "--config.num_seeds=2",
-    "--config.train.epochs=5",
-    "--config.strategy=random,margin",
-    "--no_progress",
-]
-TIMING = ("train_seconds", "eval_seconds", "score_seconds", "select_seconds")
-
-
-def _cmd(workdir, *extra):
-    return [sys.executable, "-m", "jaxal", *ARGS, f"--workdir={workdir}", *extra]
-
-
-def _rows(workdir):
-    with open(os.path.join(workdir, "results.csv")) as f:
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+_cmd, _rows = smoke_cmd, result_rows
 
 
 def _kill_after(workdir, marker: str):

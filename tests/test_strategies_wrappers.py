@@ -142,10 +142,11 @@ def test_wrapper_errors():
 # Subsample -----------------------------------------------------------------------
 
 
-def _round(s, key, probs, labeled, k, state=()):
-    """One loop round as base.py describes it; returns (picked, candidates, state)."""
+def _round(s, key, probs, labeled, k, state=(), first=False):
+    """One loop round as base.py describes it; returns (picked, candidates, state).
+    ``first``: the run's first round (``score_pool_first`` strategies score the pool)."""
     k_prop, k_sel = jax.random.split(key)
-    cand = s.propose(k_prop, labeled, state)
+    cand = None if first and s.score_pool_first else s.propose(k_prop, labeled, state)
     if cand is None:  # the whole pool is scored
         outs = Outputs(probs=probs)
         picked = s.select(k_sel, outs, labeled, k)
@@ -198,22 +199,10 @@ def test_history_update_writes_candidate_slots():
     np.testing.assert_array_equal(full.scores, np.arange(8.0))
 
 
-def test_history_propose_unseen_first():
-    s = strategies.get("history_subsample", base=fixed_scores(), m=5, temperature=0.1)
-    hist = np.array([np.inf, 3.0, np.inf, 9.0, np.inf, 1.0, 2.0, np.inf])
-    labeled = jnp.asarray([False, False, False, False, True, False, False, False])
-    state = wrappers.HistoryState(jnp.asarray(hist, jnp.float32), ())
-    for seed in range(10):
-        cand = np.asarray(s.propose(jax.random.key(seed), labeled, state))
-        assert cand.dtype == np.int32 and len(set(cand.tolist())) == 5
-        assert set(cand[:3].tolist()) == {0, 2, 7}  # unseen & unlabeled
-        assert not np.asarray(labeled)[cand].any()
-
-
 def test_history_propose_softmax_frequencies():
     temperature = 0.5
     s = strategies.get("history_subsample", base=fixed_scores(), m=1, temperature=temperature)
-    state = wrappers.HistoryState(jnp.asarray(SCORES), ())
+    state = wrappers.history_state(SCORES)
     keys = jax.random.split(jax.random.key(2), DRAWS)
     cand = jax.jit(jax.vmap(lambda key: s.propose(key, jnp.asarray(LABELED), state)))(keys)
     counts = np.bincount(np.asarray(cand)[:, 0], minlength=6)
@@ -222,12 +211,29 @@ def test_history_propose_softmax_frequencies():
     assert _chi2_p(counts, ref.plackett_luce_first(np.exp(SCORES), LABELED)) < 1e-6
 
 
+def test_history_propose_never_scored_first():
+    # +inf = never scored (after the first round only if a seed's update was
+    # discarded, or a base score is +inf): drawn first, in random order.
+    s = strategies.get("history_subsample", base=fixed_scores(), m=5, temperature=0.1)
+    hist = np.array([np.inf, 3.0, np.inf, 9.0, np.inf, 1.0, 2.0, np.inf])
+    labeled = jnp.asarray([False, False, False, False, True, False, False, False])
+    state = wrappers.history_state(hist)
+    firsts = set()
+    for seed in range(10):
+        cand = np.asarray(s.propose(jax.random.key(seed), labeled, state))
+        assert cand.dtype == np.int32 and len(set(cand.tolist())) == 5
+        assert set(cand[:3].tolist()) == {0, 2, 7}  # unseen & unlabeled
+        assert not np.asarray(labeled)[cand].any()
+        firsts.add(int(cand[0]))
+    assert len(firsts) > 1  # random order among them
+
+
 def test_history_propose_nan_last_and_overfull():
     s = strategies.get("history_subsample", base=fixed_scores(), m=6)
     hist = jnp.asarray([1.0, np.nan, np.inf, 0.5, 2.0, -np.inf])
     labeled = jnp.asarray([False, False, False, False, True, False])
-    cand = np.asarray(s.propose(jax.random.key(0), labeled, wrappers.HistoryState(hist, ())))
-    # unseen (2), then finite by sampling (0, 3), then NaN / -inf (1, 5), then labeled (4)
+    cand = np.asarray(s.propose(jax.random.key(0), labeled, wrappers.history_state(hist)))
+    # +inf (2), then finite by sampling (0, 3), then NaN / -inf (1, 5), then labeled (4)
     assert cand[0] == 2 and set(cand[1:3]) == {0, 3} and set(cand[3:5]) == {1, 5}
     assert cand[5] == 4
 
@@ -238,17 +244,22 @@ def test_history_round_trip_jit_equals_nojit():
     labeled = jnp.asarray(rng.random(30) < 0.2)
     s = strategies.get("history_subsample", base="margin", m=8, temperature=0.3)
     state = s.init(30)
-    step = jax.jit(lambda key, state: _round(s, key, probs, labeled, 3, state))
+    step = jax.jit(
+        lambda key, state, first: _round(s, key, probs, labeled, 3, state, first),
+        static_argnums=2,
+    )
+    top2 = np.sort(np.asarray(probs), axis=1)[:, -2:]
+    margins = top2[:, 0] - top2[:, 1]
     for r in range(3):
-        a = step(jax.random.key(r), state)
-        b = _round(s, jax.random.key(r), probs, labeled, 3, state)
+        a = step(jax.random.key(r), state, r == 0)
+        b = _round(s, jax.random.key(r), probs, labeled, 3, state, r == 0)
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
             np.testing.assert_array_equal(x, y)
         picked, cand, state = a
+        assert len(cand) == (30 if r == 0 else 8)  # round 0 scores the whole pool
         assert set(np.asarray(picked).tolist()) <= set(np.asarray(cand).tolist())
-        top2 = np.sort(np.asarray(probs)[np.asarray(cand)], axis=1)[:, -2:]
-        np.testing.assert_allclose(state.scores[cand], top2[:, 0] - top2[:, 1], atol=1e-6)
-    assert np.isfinite(state.scores).sum() == 24  # 3 rounds x 8 never-seen candidates
+        np.testing.assert_allclose(state.scores[cand], margins[np.asarray(cand)], atol=1e-6)
+    assert np.isfinite(state.scores).all()
 
 
 # check_k and the selector contract -----------------------------------------------

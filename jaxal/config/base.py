@@ -99,7 +99,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Sample-based strategies (bald, variation_ratios, ...) read [T, N, C]
     # predictions: T MC-dropout passes, or the members of an ensemble.
-    c.mc = ml_collections.ConfigDict({"samples": 20, "mode": "full"})
+    # consistent: one dropout mask per sample for the whole pool, for every
+    # sample-based strategy (BatchBALD, which needs it, always gets it).
+    c.mc = ml_collections.ConfigDict({"samples": 20, "mode": "full", "consistent": False})
     c.ensemble_size = 1  # M > 1: a deep ensemble trained as an [M] array axis
     c.score_batch_size = 1024
     # Orbax checkpoint of the full run state after every round (exact resume).

@@ -75,7 +75,9 @@ def settings(config) -> RunSettings:
         ensemble_size=int(config.ensemble_size),
         train=TrainSettings.of(t),
         initial=InitialSettings.of(config.initial),
-        mc=MCSettings(int(config.mc.samples), str(config.mc.mode)),
+        mc=MCSettings(
+            int(config.mc.samples), str(config.mc.mode), bool(config.mc.get("consistent", False))
+        ),
         query_size=int(config.query_size),
         budget=None if config.budget is None else int(config.budget),
         num_rounds=None if config.num_rounds is None else int(config.num_rounds),

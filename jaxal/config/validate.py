@@ -7,6 +7,8 @@ capabilities).
 
 from __future__ import annotations
 
+import math
+
 from jaxal import data as data_lib
 from jaxal import initial as initial_lib
 from jaxal import models as models_lib
@@ -18,6 +20,83 @@ from jaxal.config.strategy_list import parse_strategies
 from jaxal.settings import Plan
 
 SEED_EXECUTION = ("auto", "vmap", "loop")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# Keys whose values must have a type before anything compares or converts them;
+# sizes must fit the int32 arrays they end up in.
+_INTS = (
+    "seed",
+    "num_seeds",
+    "num_devices",
+    "seed_threads",
+    "query_size",
+    "ensemble_size",
+    "score_batch_size",
+    "mc.samples",
+    "initial.size",
+    "initial.per_class",
+    "train.batch_size",
+    "train.eval_batch_size",
+    "train.augment.crop_padding",
+)
+_OPTIONAL_INTS = ("budget", "num_rounds", "train.early_stop.patience")
+_NUMBERS = ("train.learning_rate", "train.momentum", "train.weight_decay", "train.epochs")
+_OPTIONAL_NUMBERS = ("train.early_stop.train_accuracy",)
+_STRINGS = (
+    "seed_execution",
+    "strategy",
+    "train.optimizer",
+    "train.schedule",
+    "train.step_loop",
+    "initial.strategy",
+    "mc.mode",
+    "model.name",
+)
+_BOOLS = ("train.reinit", "train.augment.flip")
+_MAX_INT = 2**31 - 1
+
+
+def _get(config, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _check_types(config) -> None:
+    """Every typed key has a value of its type (the Python API can set anything)."""
+    for key in _INTS + _OPTIONAL_INTS:
+        v = _get(config, key)
+        if v is None and key in _OPTIONAL_INTS:
+            continue
+        if not _is_int(v):
+            _fail(key, v, "must be an integer" + (" or None" if key in _OPTIONAL_INTS else ""))
+        if key != "seed" and abs(v) > _MAX_INT:
+            _fail(key, v, f"must be at most {_MAX_INT} in size")
+    for key in _NUMBERS + _OPTIONAL_NUMBERS:
+        v = _get(config, key)
+        if v is None and key in _OPTIONAL_NUMBERS:
+            continue
+        if not _is_number(v):
+            _fail(key, v, "must be a finite number")
+    for key in _STRINGS:
+        v = _get(config, key)
+        if not isinstance(v, str):
+            _fail(key, v, "must be a string")
+    for key in _BOOLS:
+        v = _get(config, key)
+        if not isinstance(v, bool):
+            _fail(key, v, "must be True or False")
+
+
 STEP_LOOP = ("auto", "device", "host")
 INITIAL = initial_lib.NAMES
 MC_MODES = ("full", "head")
@@ -35,10 +114,17 @@ def validate(config, *, custom_model=None) -> None:
     Raises:
       ConfigError: one line naming the key, the bad value and what is allowed.
     """
+    _check_types(config)
     if config.seed_execution not in SEED_EXECUTION:
         _fail("seed_execution", config.seed_execution, f"allowed: {', '.join(SEED_EXECUTION)}")
     if int(config.num_seeds) < 1:
         _fail("num_seeds", config.num_seeds, "must be >= 1")
+    if not 0 <= int(config.seed) <= 2**32 - int(config.num_seeds):
+        _fail(
+            "seed",
+            config.seed,
+            "seeds seed .. seed + num_seeds - 1 must lie in [0, 2**32) (uint32 PRNG seeds)",
+        )
     if int(config.num_devices) < 0:
         _fail("num_devices", config.num_devices, "must be >= 0 (0 = all devices)")
     if int(config.seed_threads) < 0:
@@ -97,6 +183,8 @@ def validate(config, *, custom_model=None) -> None:
         _fail("mc.mode", config.mc.mode, f"allowed: {', '.join(MC_MODES)}")
     if int(config.mc.samples) < 1:
         _fail("mc.samples", config.mc.samples, "must be >= 1")
+    if not isinstance(config.mc.get("consistent", False), bool):
+        _fail("mc.consistent", config.mc.consistent, "must be True or False")
     if int(config.ensemble_size) < 1:
         _fail("ensemble_size", config.ensemble_size, "must be >= 1")
     if int(config.score_batch_size) < 1:

@@ -26,24 +26,53 @@ def training_logits(
     if model.members is None:
         logits, _, batch_stats = model.apply(variables, x, train=True, dropout_key=dropout_key)
         return logits[None], logits, batch_stats
-    member_logits, _, batch_stats = model.members(
-        variables, x, train=True, dropout_key=dropout_key
-    )
+    member_logits, _, batch_stats = model.members(variables, x, train=True, dropout_key=dropout_key)
     logits = jax.nn.logsumexp(jax.nn.log_softmax(member_logits), axis=0)
     return member_logits, logits, batch_stats
 
 
-def sample_logits(model: Model, variables: Variables, x: Array, keys: Array, mode: str) -> Array:
+def sample_logits(
+    model: Model,
+    variables: Variables,
+    x: Array,
+    keys: Array,
+    mode: str,
+    *,
+    consistent: bool = False,
+) -> Array:
     """``[T, B, C]`` logits of the predictive samples of ``x``.
 
     An ensemble's samples are its M members' deterministic predictions
-    (``keys`` unused); otherwise T = ``len(keys)`` MC-dropout passes in eval
-    mode: ``full`` through the whole network, ``head`` through the dropout
-    head only, on the backbone's features computed once.
+    (``keys`` unused; consistent by construction); otherwise T = ``len(keys)``
+    MC-dropout passes in eval mode: ``full`` through the whole network,
+    ``head`` through the dropout head only, on the backbone's features computed
+    once.
+
+    ``consistent=False``: pass t runs the batch with key ``keys[t]``, so every
+    row gets its own dropout mask. ``consistent=True``: pass t applies the
+    network to each row on its own (``vmap`` over rows of a batch of one) with
+    the same key ``keys[t]``: the mask is drawn once, for a batch of one, and
+    broadcast, so every row sees the identical mask -- the same network draw
+    ω_t for all of ``x`` (any dropout layer, conv or dense, in any model:
+    nothing model-specific is assumed). A row's result does not depend on the
+    other rows, so chunks called with the same ``keys`` share the draw too.
+    The cost is that of the batched pass (``vmap`` batches the row
+    computations back together; only the mask is not batched).
     """
     if model.members is not None:
         return model.members(variables, x, train=False)[0]
     if mode == "head":
-        h = model.features(variables, x)
-        return jax.vmap(lambda k: model.head(variables, h, dropout_key=k)[0])(keys)
-    return jax.vmap(lambda k: model.apply(variables, x, train=False, dropout_key=k)[0])(keys)
+        inputs = model.features(variables, x)
+
+        def one_pass(k, rows):  # [B, ...] features -> [B, C] logits
+            return model.head(variables, rows, dropout_key=k)[0]
+
+    else:
+        inputs = x
+
+        def one_pass(k, rows):  # [B, ...] inputs -> [B, C] logits
+            return model.apply(variables, rows, train=False, dropout_key=k)[0]
+
+    if consistent:  # one batch-of-one mask per key, broadcast to every row
+        return jax.vmap(lambda k: jax.vmap(lambda r: one_pass(k, r[None])[0])(inputs))(keys)
+    return jax.vmap(lambda k: one_pass(k, inputs))(keys)

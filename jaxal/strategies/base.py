@@ -38,6 +38,11 @@ class Needs(NamedTuple):
     probs: bool = False
     embeddings: bool = False
     samples: bool = False  # probs must be [T, N, C] (MC dropout or ensemble)
+    # Sample t must be ONE network draw for the whole pool: the same dropout
+    # masks for every row and every scoring chunk ("consistent MC dropout", as
+    # BatchBALD's joint p(y_1..y_n | ω_t) = prod_j p(y_j | ω_t) assumes). The
+    # loop then samples consistently whatever ``mc.consistent`` says.
+    consistent: bool = False
 
 
 def _no_state(num_pool: int) -> StrategyState:
@@ -73,10 +78,14 @@ class Strategy(NamedTuple):
       score: ``score(outputs) -> float[N]`` (higher = more informative) for
         strategies that rank points by a per-point score; ``None`` otherwise.
         Wrappers such as ``history_subsample`` need it.
+      score_pool_first: the first acquisition scores the whole pool
+        (``propose`` is not called, ``update`` gets ``candidates=None``);
+        ``history_subsample``'s first round (Németh & Matuszka, Algorithm 1).
 
     How the loop drives a strategy each round::
 
         cand = s.propose(k_propose, labeled, state)            # None: whole pool
+                                     # (not called in round 0 if s.score_pool_first)
         outs = model outputs for pool[cand] (or the pool)
         local = s.select(k_select, outs, labeled[cand], k)     # indices into outs
         picked = cand[local] (or local)
@@ -90,6 +99,7 @@ class Strategy(NamedTuple):
     propose: Callable[..., Array | None] = _no_propose
     update: Callable[..., StrategyState] = _no_update
     score: Callable[[Outputs], Array] | None = None
+    score_pool_first: bool = False
 
 
 # Masked top-k ---------------------------------------------------------------

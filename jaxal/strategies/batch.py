@@ -36,8 +36,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxal.strategies.base import Array, Outputs, Strategy
-from jaxal.strategies.bayesian import SAMPLES, _entropy, bald_scores, require_samples
+from jaxal.strategies.base import Array, Needs, Outputs, Strategy
+from jaxal.strategies.bayesian import _entropy, bald_scores, require_samples
 from jaxal.strategies.select import check_k, check_static_k, gumbel_top_k, rank_key
 
 __all__ = [
@@ -49,6 +49,10 @@ __all__ = [
     "rank_key",
     "sampled_joint_entropy",
 ]
+
+# The joint predictive p(y_1..y_n) = mean_t prod_j p_t(y_j) is only the model's
+# if sample t is one network draw ω_t for every point: consistent MC dropout.
+CONSISTENT_SAMPLES = Needs(probs=True, samples=True, consistent=True)
 
 # BatchBALD ---------------------------------------------------------------------
 
@@ -227,6 +231,12 @@ def batchbald(num_samples: int = 1000, chunk_size: int = 1024) -> Strategy:
     ``score`` is the BALD score (the joint score of a one-point batch, and an
     upper bound of each point's marginal gain), so ``history_subsample`` can
     wrap BatchBALD.
+
+    Needs *consistent* samples (``Needs(consistent=True)``): sample t must be
+    the same network draw ω_t for every pool point, or ``prod_j p_t(y_j)`` is
+    not a joint likelihood under one model (Kirsch et al. 2019, "consistent MC
+    dropout"). The loop then draws one dropout mask per sample for the whole
+    pool, whatever ``mc.consistent`` says; ensembles are consistent anyway.
     """
     if num_samples < 1 or chunk_size < 1:
         raise ValueError("batchbald: num_samples and chunk_size must be >= 1")
@@ -238,7 +248,7 @@ def batchbald(num_samples: int = 1000, chunk_size: int = 1024) -> Strategy:
 
     return Strategy(
         name="batchbald",
-        needs=SAMPLES,
+        needs=CONSISTENT_SAMPLES,
         select=select,
         score=lambda outputs: bald_scores(outputs.probs),
     )

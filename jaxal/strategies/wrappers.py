@@ -7,8 +7,9 @@
   the Gumbel-top-k trick on device.
 * Candidate subsampling: ``subsample`` scores a uniform random candidate set of
   ``m`` unlabeled points each round; ``history_subsample`` (Németh &
-  Matuszka, compute-efficient active learning) draws the candidates ∝
-  ``softmax(last known score / temperature)`` and remembers the scores.
+  Matuszka, compute-efficient active learning, Algorithm 1) scores the whole
+  pool once, then draws the candidates ∝ ``softmax(last known score /
+  temperature)`` and re-scores only them.
 
 The base is a registry name plus a ``base_params`` dict, so a config can say::
 
@@ -183,29 +184,72 @@ class HistoryState(NamedTuple):
     base: StrategyState  # the base strategy's own state
 
 
+def history_state(scores: Array, base: StrategyState = ()) -> HistoryState:
+    """A :class:`HistoryState` with history ``scores``."""
+    return HistoryState(jnp.asarray(scores, jnp.float32), base)
+
+
 def history_subsample(
     base: BaseSpec = "entropy",
     m: int = 10_000,
     temperature: float = 1.0,
     base_params: dict | None = None,
 ):
-    """Compute-efficient candidates: draw ``m`` ∝ ``softmax(last score / T)``.
+    """Compute-efficient active learning (Németh & Matuszka, Algorithm 1).
 
-    Only candidates are re-scored each round (their outputs are computed by
-    the loop), and their new scores overwrite the history in ``update``.
+    The paper (Section 3, "Compute-Efficient Active Learning", Algorithm 1, and
+    its "example realization of the proposed method"):
 
-    History starts at ``+inf`` ("never scored"). ``propose`` takes never-scored
-    unlabeled points first, uniformly at random among themselves -- so the
-    first rounds sweep the pool -- and fills the rest by sampling scored
-    unlabeled points without replacement, P ∝ ``exp(score / T)`` (Gumbel-top-k).
-    A base score of ``+inf`` counts as never scored; NaN / ``-inf`` scores are
-    drawn only after every finite one. Fewer than ``m`` unlabeled points:
-    labeled ones fill the rest (distinct indices whenever ``m <= N``).
+    1. the first round scores the *whole* unlabeled pool with the base's
+       acquisition function and labels its top-k (``propose`` returns
+       ``None``); every score is kept as the point's history;
+    2. every later round draws ``m`` distinct unlabeled candidates with
+       probability ``P = softmax(history / temperature)`` over the unlabeled
+       points -- without replacement, by Gumbel-top-k: the first candidate is
+       ``i`` with P ∝ ``exp(h_i / T)``, the next among the rest, and so on --
+       re-scores only those, labels the base's selection among them, and
+       overwrites the history of the re-scored candidates only.
+
+    Where the paper and its public code (aimotive/Compute-Efficient-Active-
+    Learning, ``sampling_strategies/strategies.py``) disagree, and what is
+    done here:
+
+    * Sampling weights: Algorithm 1 says ``P = softmax(AcquisitionValues)``;
+      the code uses ``softmax(values ** 1.2)`` (a power not in the paper, and
+      undefined for negative scores such as margin's). Here ``softmax(h / T)``:
+      ``temperature=1`` is Algorithm 1; the paper's discussion names the
+      softmax temperature as the knob between random and acquisition-driven
+      sampling.
+    * Candidate count: Algorithm 1 draws ``α·N`` (``α`` a ratio of the
+      unlabeled pool); Section 3.1 sets it to 2500/5000/10000 points and the
+      code uses a fixed ``candidate_pool_size`` (cut to the unlabeled count).
+      Here a fixed ``m`` (static shapes).
+    * First pick: read literally, Algorithm 1 scores the pool before the loop
+      and already the first acquisition draws candidates from those scores and
+      re-scores them with the retrained model; the example realization and the
+      code label the first batch straight from the whole-pool scores (the
+      code's first candidate pool is the whole unlabeled pool). Here the code's
+      and realization's version: the round's one model scores the pool once.
+    * History update: the code writes the candidates' new values through a
+      boolean mask in unlabeled-pool order while the values come in the
+      (random) candidate order, so they land on other points; here each
+      re-scored candidate gets its own score.
+
+    Non-finite history: NaN and ``-inf`` scores are drawn only after every
+    finite one; ``+inf`` ("never scored": none after the first round, unless
+    a base score is ``+inf`` or the loop kept a seed's old state, e.g. after
+    its training diverged) first, uniformly at random among themselves. Fewer
+    than ``m`` unlabeled points: labeled ones fill the candidate set (the loop
+    passes ``labeled[cand]``, so they are never selected). The loop compiles
+    the scoring and selection phases twice (whole pool in the first round,
+    ``m`` candidates after): the strategy sets ``score_pool_first``, so the
+    loop's first acquisition (round 0) scores the whole pool without calling
+    ``propose``, and resuming at a later round needs no extra state.
 
     Args:
       base: registry name (or Strategy) with a per-point ``score``; must not
         propose candidates itself.
-      m: candidates per round (static; ``k <= m <= N``).
+      m: candidates per round after the first (static; ``k <= m <= N``).
       temperature: softmax temperature ``T > 0`` on the base score's scale.
       base_params: keyword parameters of the base strategy.
     """
@@ -215,14 +259,20 @@ def history_subsample(
     _require_score("history_subsample", inner)
 
     def init(num_pool: int) -> HistoryState:
-        return HistoryState(jnp.full((num_pool,), jnp.inf, jnp.float32), inner.init(num_pool))
+        never = jnp.full((num_pool,), jnp.inf, jnp.float32)
+        return history_state(never, inner.init(num_pool))
 
     def propose(key: Array, labeled: Array, state: HistoryState) -> Array:
+        # (Algorithm 1, line 1 -- the whole unlabeled pool -- is the loop's
+        # round 0: ``score_pool_first`` below.)
         check_static_k(labeled.shape[0], m)
         hist = state.scores
         noise = jax.random.gumbel(key, hist.shape, jnp.float32)
+        # Never-scored points (+inf) -- none after the whole-pool round, unless
+        # a seed's round was discarded or a base score is +inf -- come first,
+        # in random order; then Gumbel-top-k: P ∝ exp(h / T) without replacement.
         unseen = (hist == jnp.inf) & ~labeled
-        _, first = jax.lax.top_k(jnp.where(unseen, noise, -jnp.inf), m)  # random order
+        _, first = jax.lax.top_k(jnp.where(unseen, noise, -jnp.inf), m)
         key_seen = rank_key(hist / temperature + noise, labeled, excluded=unseen)
         _, rest = jax.lax.top_k(key_seen, m)
         num_unseen = unseen.sum()
@@ -241,4 +291,5 @@ def history_subsample(
         propose=propose,
         select=_delegate_select(inner),
         update=update,
+        score_pool_first=True,
     )
