@@ -142,15 +142,17 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
     last = "before its first round"  # where a stop leaves the run
     try:
         with _progress_bar(console, progress) as bar:
-            done = len(finished) * plan.num_rounds + (resume.next_round if resume else 0)
-            task = bar.add_task(
-                "active learning", total=len(labels) * plan.num_rounds, completed=done
-            )
+            # Progress and ETA count work, not rounds: a round costs about as
+            # much as the labels it trains on, so later rounds weigh more.
+            work = [plan.labels_at(r) for r in range(plan.num_rounds)]
+            done = len(finished) * sum(work) + sum(work[: resume.next_round if resume else 0])
+            task = bar.add_task("active learning", total=len(labels) * sum(work), completed=done)
             for si, label in enumerate(labels):
                 if label in finished:
                     continue
                 engine = run.engine(label)
                 bar.update(task, description=f"{label} ({engine.seed_execution} over seeds)")
+                # (the description names the strategy; rounds are printed line by line)
                 state, start, rows = None, 0, []
                 if resume is not None and resume.strategy_index == si:
                     template = init_state(engine, seeds, run.data)
@@ -181,7 +183,7 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                             "training diverged (NaN/inf loss); this round's selection fell "
                             "back to random (results.csv column 'diverged')"
                         )
-                    bar.advance(task)
+                    bar.advance(task, work[rec.round])
                     last = f"after round {rec.round} of {label!r}"
                 orders[label] = parallel.to_host(state.order)
                 with _disk("a finished strategy's record", writer):
@@ -205,6 +207,7 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
             seeds,
             title=f"{run.dataset.name} / {run.model.name}",
             console=console,
+            band=settings.report_band,
         )
     return all_rows
 
@@ -225,7 +228,6 @@ def _disk(what: str, writer: RunWriter):
 def _progress_bar(console, enabled: bool):
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeElapsedColumn,
@@ -235,8 +237,7 @@ def _progress_bar(console, enabled: bool):
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rounds"),
+        TextColumn("{task.percentage:>3.0f}% of the work"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),

@@ -22,6 +22,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder of the run.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a finished run in --workdir.")
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bar.")
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config (after overrides) and exit."
+)
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address",
     None,
@@ -98,7 +101,7 @@ def _parse(argv: list[str]) -> list[str]:
         if _CONFIG.value is None:
             _die("--config is required, e.g. --config=configs/digits.py:smoke")
         _CONFIG.value.keys()  # a config file that failed to load raises here
-        if not _WORKDIR.value:
+        if not _WORKDIR.value and not _PRINT_CONFIG.value:
             _die("--workdir is required")
         _apply_exclusive(_CONFIG.value, exclusive)
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError) as e:
@@ -110,8 +113,49 @@ def argv_flag(argv: list[str], name: str) -> str:
     return next((a for a in argv if a.lstrip("-").startswith(name + "=")), f"--{name}")
 
 
+def _unknown_key_message(error: KeyError, argv: list[str]) -> str | None:
+    """``unknown config key config.a.b; did you mean config.a.c?`` for the flag that failed."""
+    import difflib
+
+    from jaxal.config import base_config
+
+    text = str(error.args[0]) if error.args else ""
+    bad = text.splitlines()[0].strip().strip("'\"") if text else ""
+    known = base_config()
+    for arg in argv[1:]:
+        name = arg.split("=", 1)[0].lstrip("-")
+        if not name.startswith("config.") or bad not in name.split("."):
+            continue
+        parts = name.split(".")[1:]
+        node, path = known, "config"
+        for part in parts:
+            if hasattr(node, "keys") and part in node.keys():
+                node, path = node[part], f"{path}.{part}"
+                continue
+            siblings = list(node.keys()) if hasattr(node, "keys") else []
+            close = difflib.get_close_matches(part, siblings, n=1)
+            msg = f"unknown config key {name}: {path} has no field {part!r}"
+            if path == "config.strategy_params" and len(parts) > 2:
+                return (
+                    f"{msg}; give a strategy its own parameters in the strategy list, e.g. "
+                    f"--config.strategy='{part}({parts[-1]}=...)', or set the flat "
+                    f"--config.strategy_params.{parts[-1]}=... for every strategy"
+                )
+            if close:
+                return f"{msg}; did you mean {path}.{close[0]}?"
+            return f"{msg} (jaxal --help lists the keys)"
+    return None
+
+
 def _flag_error_message(error: Exception, argv: list[str]) -> str:
     """One readable line for a flag error; unknown ``--config.<key>`` names the key."""
+    import re
+
+    names = re.findall(r"'([A-Za-z_]\w*)'", str(error).replace("\\'", "'"))
+    for bad in names[:1]:  # an unknown --config.<key> ('name' + "Did you mean ...")
+        msg = _unknown_key_message(KeyError(bad), argv)
+        if msg:
+            return msg
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     if any(ln.startswith("Traceback") for ln in lines):
         lines = [f"{argv_flag(argv, 'config')}: {lines[-1]}"]  # the config file's own error
@@ -135,6 +179,9 @@ def _main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # no INFO chatter (backend probing, fonts)
     if len(argv) > 1:
         _die(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _PRINT_CONFIG.value:
+        print(_CONFIG.value)
+        return
     from jaxal.config import ConfigError
     from jaxal.experiment import run_experiment
     from jaxal.interrupt import Interrupted
@@ -205,12 +252,21 @@ def _distributed_settings() -> tuple[str | None, int | None, int | None]:
     return coordinator, num_processes, process_id
 
 
+_HELP = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
+
+
 def run() -> None:
     """Console-script entry point (``jaxal ...``)."""
     if len(sys.argv) > 1 and sys.argv[1] == "report":
         from jaxal.report_html import main as report_main
 
         sys.exit(report_main(sys.argv[2:]))
+    if any(a in _HELP for a in sys.argv[1:]):
+        from jaxal.cli_help import help_text
+
+        path = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), None)
+        print(help_text(path), end="")
+        sys.exit(0)
     app.run(_main, flags_parser=_parse)
 
 

@@ -82,8 +82,29 @@ def curves(all_rows: Sequence[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, 
     return out
 
 
-def plot_learning_curves(path: str, all_rows: Sequence[dict], title: str = "") -> None:
-    """Mean ± std test accuracy over seeds against the number of labels, per strategy."""
+BANDS = ("std", "sem", "ci95")
+
+
+def strategy_colours(n: int) -> list:
+    """``n`` distinct colours: tab10, then tab20's light shades, then an hsv sweep."""
+    import matplotlib
+
+    base = list(matplotlib.colormaps["tab10"].colors)
+    base += list(matplotlib.colormaps["tab20"].colors[1::2])
+    if n <= len(base):
+        return base[:n]
+    hsv = matplotlib.colormaps["hsv"]
+    return base + [hsv(i / (n - len(base) + 1)) for i in range(n - len(base))]
+
+
+def plot_learning_curves(
+    path: str, all_rows: Sequence[dict], title: str = "", band: str = "std"
+) -> None:
+    """Mean test accuracy (%) over seeds against the number of labels, per strategy,
+    with a ``band`` of ``std``, ``sem`` (standard error) or ``ci95`` (95% t
+    interval); written as ``path`` (PNG) and beside it as PDF and SVG."""
+    if band not in BANDS:
+        raise ValueError(f"band={band!r}; allowed: {', '.join(BANDS)}")
     import logging
 
     import matplotlib
@@ -91,23 +112,36 @@ def plot_learning_curves(path: str, all_rows: Sequence[dict], title: str = "") -
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from scipy import stats
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for strategy, (n, mean, std) in curves(all_rows).items():
-        ax.plot(n, mean, marker="o", ms=3, label=strategy)
-        ax.fill_between(n, mean - std, mean + std, alpha=0.2)
+    cv = curves(all_rows)
     seeds = len({r["seed"] for r in all_rows})
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
+    for colour, (strategy, (n, mean, std)) in zip(
+        strategy_colours(len(cv)), cv.items(), strict=True
+    ):
+        spread = std * np.sqrt(seeds / max(seeds - 1, 1))  # sample std over seeds
+        if band == "sem":
+            spread = spread / np.sqrt(seeds)
+        elif band == "ci95":
+            spread = spread / np.sqrt(seeds) * stats.t.ppf(0.975, max(seeds - 1, 1))
+        elif band == "std":
+            spread = std
+        ax.plot(n, 100 * mean, marker="o", ms=3, label=strategy, color=colour)
+        ax.fill_between(n, 100 * (mean - spread), 100 * (mean + spread), alpha=0.2, color=colour)
+    what = {"std": "± std", "sem": "± standard error", "ci95": "95% CI"}[band]
     ax.set_xlabel("number of labeled points")
-    ax.set_ylabel(f"test accuracy (mean ± std, {seeds} seeds)")
+    ax.set_ylabel(f"test accuracy % (mean, {what}, {seeds} seeds)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
     root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext}"  # atomic: a kill never leaves half a picture
-    fig.savefig(tmp)
+    for suffix in (ext, ".pdf", ".svg"):  # atomic: a kill never leaves half a picture
+        tmp = f"{root}.tmp{suffix}"
+        fig.savefig(tmp, bbox_inches="tight")
+        os.replace(tmp, root + suffix)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_labeled_indices(
@@ -125,32 +159,65 @@ def write_labeled_indices(
 
 
 def format_row(strategy: str, rec: RoundRecord) -> str:
+    """The console line of a round. Its phase seconds are wall time for all seeds
+    together (``results.csv`` holds them divided by the number of seeds)."""
     acc = rec.test_accuracy
     return (
         f"{strategy[:16]:>16s} r{rec.round:<3d} {rec.num_labeled:6d} labels  "
         f"acc {100 * acc.mean():5.1f} ± {100 * acc.std():4.1f}%  "
-        f"fit {rec.train_seconds:5.2f}s score {rec.score_seconds:4.2f}s "
+        f"wall: fit {rec.train_seconds:5.2f}s score {rec.score_seconds:4.2f}s "
         f"select {rec.select_seconds:4.2f}s"
     )
 
 
-def summary_table(all_rows: Sequence[dict]):
-    """A rich Table: labels × strategy, mean ± std test accuracy over seeds."""
+def _cell(curve, n) -> str:
+    ns, mean, std = curve
+    hit = np.nonzero(ns == n)[0]
+    return f"{100 * mean[hit[0]]:.2f} ± {100 * std[hit[0]]:.2f}" if len(hit) else ""
+
+
+def _spread(values: list, k: int) -> list:
+    """``k`` of ``values``, evenly spaced, first and last included."""
+    if len(values) <= k:
+        return list(values)
+    idx = np.unique(np.round(np.linspace(0, len(values) - 1, k)).astype(int))
+    return [values[i] for i in idx]
+
+
+_CELL = 16  # "97.20 ± 0.30" plus padding and a border
+
+
+def summary_table(all_rows: Sequence[dict], width: int = 80):
+    """A rich Table of mean ± std test accuracy (%) over seeds that fits ``width``.
+
+    Labels × strategy while the strategies fit side by side; otherwise
+    strategy × labels, with as many label counts (evenly spaced, the first and
+    the final budget always included) as fit, so it stays readable in an
+    80-column log at any number of strategies.
+    """
     from rich.table import Table
 
     cv = curves(all_rows)
     labels = sorted({int(n) for v in cv.values() for n in v[0]})
     seeds = len({r["seed"] for r in all_rows})
-    table = Table(caption=f"test accuracy %, mean ± std over {seeds} seeds")
-    table.add_column("labels", justify="right")
-    for s in cv:
-        table.add_column(s, justify="right")
-    for n in labels:
-        cells = []
-        for ns, mean, std in cv.values():
-            hit = np.nonzero(ns == n)[0]
-            cells.append(f"{100 * mean[hit[0]]:.2f} ± {100 * std[hit[0]]:.2f}" if len(hit) else "")
-        table.add_row(str(n), *cells)
+    caption = f"test accuracy %, mean ± std over {seeds} seeds"
+    name_width = min(28, max([len(s) for s in cv] + [8]))
+    if 10 + _CELL * len(cv) <= width and max(len(s) for s in cv) <= _CELL - 3:
+        table = Table(caption=caption)
+        table.add_column("labels", justify="right", no_wrap=True)
+        for s in cv:
+            table.add_column(s, justify="right", no_wrap=True)
+        for n in labels:
+            table.add_row(str(n), *[_cell(c, n) for c in cv.values()])
+        return table
+    shown = _spread(labels, max(1, (width - name_width - 4) // _CELL))
+    left_out = "" if shown == labels else ", some left out"
+    table = Table(caption=f"{caption}; columns: number of labels{left_out}")
+    table.add_column("strategy", no_wrap=True, max_width=name_width, overflow="ellipsis")
+    for n in shown:
+        table.add_column(str(n), justify="right", no_wrap=True)
+    for s, c in cv.items():
+        table.add_row(s, *[_cell(c, n) for n in shown])
     return table
 
 

@@ -587,14 +587,10 @@ def _plt():
 
 
 def colors(n: int) -> list:
-    """``n`` distinct colours: tab10 (≤ 10), tab20 (≤ 20), then an hsv cycle."""
-    plt = _plt()
-    if n <= 10:
-        return [plt.get_cmap("tab10")(i) for i in range(n)]
-    base = [plt.get_cmap("tab20")(i) for i in range(min(n, 20))]
-    extra = n - len(base)
-    hsv = plt.get_cmap("hsv")
-    return base + [hsv(i / extra) for i in range(extra)]
+    """``n`` distinct colours, as in the run's own plot (``report.strategy_colours``)."""
+    from jaxal.report import strategy_colours
+
+    return strategy_colours(n)
 
 
 def _facets(all_series: Sequence[Series]) -> tuple[list[tuple[str, list[Series]]], list[str]]:

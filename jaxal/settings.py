@@ -153,6 +153,10 @@ class Plan:
         """Training rounds per strategy: one per acquisition, plus the last."""
         return self.num_acquisitions + 1
 
+    def labels_at(self, round_: int) -> int:
+        """Labels the model of round ``round_`` trains on."""
+        return min(self.initial_size + round_ * self.query_size, self.budget)
+
     def take(self, num_labeled: int) -> int:
         """Points labeled by the acquisition after a round with ``num_labeled``."""
         return min(self.query_size, self.budget - num_labeled)
@@ -182,6 +186,7 @@ class RunSettings:
     checkpoint_enabled: bool = True
     checkpoint_max_to_keep: int = 3
     checkpoint_async: bool = True
+    report_band: str = "std"
 
     @property
     def seeds(self) -> tuple[int, ...]:

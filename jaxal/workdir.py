@@ -5,7 +5,7 @@
     processes/process_<i>/ multi-process runs: each process's own seeds' rows/pools
     checkpoints/           Orbax run state per round (:mod:`jaxal.checkpoint`) and
       finished/<i>.json    the rows and pools of each finished strategy
-    labeled_indices.npz, learning_curve.png, tensorboard/, DONE    at the end
+    labeled_indices.npz, learning_curve.{png,pdf,svg}, tensorboard/, DONE    at the end
 
 Process 0 writes the run's files; every process writes its own part under
 ``processes/`` in a multi-process run. Result files are written atomically
@@ -106,8 +106,10 @@ class RunWriter:
 
     def start(self, config_json: dict, overwrite: bool) -> None:
         """Create the workdir, drop what an earlier run left, write ``config.json``."""
-        if overwrite and self.primary and os.path.exists(self.checkpoint_dir):
-            shutil.rmtree(self.checkpoint_dir)
+        if overwrite and self.primary:  # nothing of the old run may mix with the new one
+            for old in (self.checkpoint_dir, self.path("tensorboard")):
+                if os.path.exists(old):
+                    shutil.rmtree(old)
         os.makedirs(self.workdir, exist_ok=True)
         if self.own_dir is not None:
             os.makedirs(self.own_dir, exist_ok=True)
@@ -171,6 +173,7 @@ class RunWriter:
         *,
         title: str,
         console=None,
+        band: str = "std",
     ) -> None:
         """The end-of-run files, then ``DONE``."""
         if self.own_dir is not None:
@@ -185,10 +188,12 @@ class RunWriter:
             return
         report.write_labeled_indices(self.path("labeled_indices.npz"), orders, rounds, seeds)
         report.write_csv(self.path("results.csv"), all_rows)
-        report.plot_learning_curves(self.path("learning_curve.png"), all_rows, title=title)
+        report.plot_learning_curves(
+            self.path("learning_curve.png"), all_rows, title=title, band=band
+        )
         report.write_tensorboard(self.path("tensorboard"), all_rows)
         if console is not None:
-            console.print(report.summary_table(all_rows))
+            console.print(report.summary_table(all_rows, width=console.width))
             console.print(f"results in {os.path.abspath(self.workdir)}")
         with open(self.path(DONE), "w") as f:
             f.write("finished\n")

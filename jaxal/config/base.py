@@ -104,6 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.mc = ml_collections.ConfigDict({"samples": 20, "mode": "full", "consistent": False})
     c.ensemble_size = 1  # M > 1: a deep ensemble trained as an [M] array axis
     c.score_batch_size = 1024
+    # learning_curve.png/.pdf/.svg: the band around the mean over seeds: std,
+    # sem (standard error) or ci95 (95% t interval).
+    c.report = ml_collections.ConfigDict({"band": "std"})
     # Orbax checkpoint of the full run state after every round (exact resume).
     c.checkpoint = ml_collections.ConfigDict(
         {"enabled": True, "max_to_keep": 3, "async_save": True}

@@ -85,4 +85,5 @@ def settings(config) -> RunSettings:
         checkpoint_enabled=bool(config.checkpoint.enabled),
         checkpoint_max_to_keep=int(config.checkpoint.max_to_keep),
         checkpoint_async=bool(config.checkpoint.async_save),
+        report_band=str(config.report.band),
     )

@@ -89,6 +89,8 @@ def parse_strategies(config) -> tuple[StrategySpec, ...]:
             k: v for k, v in config.strategy_params.items() if v is not None and k in accepted
         }
         params.update(inline)
+        for k, v in params.items():
+            _check_param_type(spec_key(k, inline), name, k, v, accepted[k])
         label = label or "".join(item.split())
         if label in seen:
             _fail(
@@ -101,6 +103,34 @@ def parse_strategies(config) -> tuple[StrategySpec, ...]:
         seen[label] = True
         specs.append(StrategySpec(label, name, tuple(params.items())))
     return tuple(specs)
+
+
+def spec_key(param: str, inline: dict) -> str:
+    """The config key a strategy parameter came from (for error messages)."""
+    return "strategy" if param in inline else f"strategy_params.{param}"
+
+
+def _check_param_type(key: str, name: str, param: str, value, default) -> None:
+    """A number-, bool- or string-valued parameter must get a value of that kind."""
+    if default is None or isinstance(default, dict | tuple | list):
+        return
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "True or False"
+    elif isinstance(default, int | float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        kind = "a number"
+    elif isinstance(default, str):
+        from jaxal.strategies.base import Strategy
+
+        ok, kind = isinstance(value, str | Strategy), "a name"
+    else:
+        return
+    if not ok:
+        _fail(
+            key,
+            value,
+            f"strategy {name!r} expects {kind} for {param!r} (default {default!r})",
+        )
 
 
 def strategy_names(config) -> list[str]:

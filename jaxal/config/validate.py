@@ -12,6 +12,7 @@ import math
 from jaxal import data as data_lib
 from jaxal import initial as initial_lib
 from jaxal import models as models_lib
+from jaxal import report as report_lib
 from jaxal import strategies as strategies_lib
 from jaxal import train as train_lib
 from jaxal.config.errors import ConfigError, _fail
@@ -179,6 +180,8 @@ def validate(config, *, custom_model=None) -> None:
         _fail("budget", config.budget, "set exactly one of config.budget and config.num_rounds")
     if config.num_rounds is not None and int(config.num_rounds) < 0:
         _fail("num_rounds", config.num_rounds, "must be >= 0")
+    if config.report.band not in report_lib.BANDS:
+        _fail("report.band", config.report.band, f"allowed: {', '.join(report_lib.BANDS)}")
     if config.mc.mode not in MC_MODES:
         _fail("mc.mode", config.mc.mode, f"allowed: {', '.join(MC_MODES)}")
     if int(config.mc.samples) < 1:
