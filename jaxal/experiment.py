@@ -18,6 +18,7 @@ from jaxal import checkpoint as checkpoint_lib
 from jaxal import config as config_lib
 from jaxal import interrupt, parallel, report
 from jaxal.assemble import Run, assemble, to_device  # noqa: F401  (to_device: public API)
+from jaxal.live import LiveLog
 from jaxal.lock import WorkdirLock, WorkdirLocked
 from jaxal.loop import acquisition_rounds, init_state, rounds
 from jaxal.workdir import DONE, DiskError, Finished, RunWriter, WorkdirError  # noqa: F401
@@ -137,8 +138,14 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
         )
     all_rows = [r for f in finished.values() for r in f.rows]
     orders = {label: f.order for label, f in finished.items()}
+    with _disk("metrics.jsonl", writer):
+        if resume is None:
+            writer.keep_live_log(labels, 0, 0)
+        else:
+            writer.keep_live_log(labels, resume.strategy_index, resume.next_round)
 
     # --- Rounds ---------------------------------------------------------------
+    live = LiveLog(writer.workdir, config_json, enabled=writer.primary)  # per-round scalars
     last = "before its first round"  # where a stop leaves the run
     try:
         with _progress_bar(console, progress) as bar:
@@ -176,6 +183,7 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                             ckpt.save(si * plan.num_rounds + rec.round, state, meta)
                     with _disk("results.csv", writer):
                         writer.write_rows(all_rows)
+                        live.round(label, seeds, rec)
                     bar.console.print(report.format_row(label, rec), soft_wrap=True)
                     for seed in seeds[np.asarray(rec.diverged, bool)]:
                         bar.console.print(
@@ -192,6 +200,7 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
         stop.where = last
         raise
     finally:
+        live.close()
         if ckpt is not None:
             with _disk("the last checkpoint", writer):
                 ckpt.close()

@@ -120,6 +120,35 @@ class RunWriter:
                 os.remove(self.path(stale))
         _write_json(self.path("config.json"), config_json)
 
+    def keep_live_log(self, labels: Sequence[str], strategy_index: int, next_round: int) -> None:
+        """Cut ``metrics.jsonl`` (and, for a fresh start, TensorBoard) back to the
+        rounds a resumed run keeps: the strategies before ``strategy_index`` and
+        the rounds of that one before ``next_round`` (0, 0: nothing)."""
+        if not self.primary:
+            return
+        if strategy_index == 0 and next_round == 0 and os.path.exists(self.path("tensorboard")):
+            shutil.rmtree(self.path("tensorboard"))
+        path = self.path("metrics.jsonl")
+        if not os.path.exists(path):
+            return
+        keep = set(labels[:strategy_index])
+        current = labels[strategy_index] if strategy_index < len(labels) else None
+        lines = []
+        with open(path) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line torn by a kill
+                if entry["strategy"] in keep or (
+                    entry["strategy"] == current and entry["round"] < next_round
+                ):
+                    lines.append(line if line.endswith("\n") else line + "\n")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(lines)
+        os.replace(tmp, path)
+
     # --- during the run -------------------------------------------------------
 
     def write_rows(self, all_rows: Sequence[dict]) -> None:
@@ -191,7 +220,6 @@ class RunWriter:
         report.plot_learning_curves(
             self.path("learning_curve.png"), all_rows, title=title, band=band
         )
-        report.write_tensorboard(self.path("tensorboard"), all_rows)
         if console is not None:
             console.print(report.summary_table(all_rows, width=console.width))
             console.print(f"results in {os.path.abspath(self.workdir)}")
