@@ -221,39 +221,6 @@ def summary_table(all_rows: Sequence[dict], width: int = 80):
     return table
 
 
-def write_tensorboard(logdir: str, all_rows: Sequence[dict]) -> bool:
-    """TensorBoard event files of the learning curves, one run per strategy.
-
-    Scalars ``test_accuracy/mean``, ``test_accuracy/std`` and ``test_nll/mean``
-    over seeds, with the number of labels as the step. Uses TensorBoard's own
-    event writer (no TensorFlow needed); returns False when ``tensorboard``
-    is not installed (``pip install 'jaxal[tfds]'``).
-    """
-    try:
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-    except ImportError:
-        return False
-    for strategy, (labels, mean, std) in curves(all_rows).items():
-        sub = [r for r in all_rows if r["strategy"] == strategy]
-        nll = [
-            np.mean([float(r["test_nll"]) for r in sub if int(r["num_labeled"]) == n])
-            for n in labels
-        ]
-        writer = EventFileWriter(os.path.join(logdir, strategy))
-        for i, n in enumerate(labels):
-            values = [
-                summary_pb2.Summary.Value(tag="test_accuracy/mean", simple_value=float(mean[i])),
-                summary_pb2.Summary.Value(tag="test_accuracy/std", simple_value=float(std[i])),
-                summary_pb2.Summary.Value(tag="test_nll/mean", simple_value=float(nll[i])),
-            ]
-            writer.add_event(
-                event_pb2.Event(step=int(n), summary=summary_pb2.Summary(value=values))
-            )
-        writer.close()
-    return True
-
-
 if __name__ == "__main__":  # ``python -m jaxal.report RUN_DIR ... --out DIR``: the HTML report
     import sys
 
