@@ -5,6 +5,7 @@ full ~1 min (4 strategies x 4 seeds x 10 rounds), smoke ~15 s.
 
     python -m jaxal --config=configs/digits.py --workdir=runs/digits
     python -m jaxal --config=configs/digits.py:smoke --workdir=runs/smoke
+    jaxal sweep --config=configs/digits.py:smoke --workdir=runs/sweep   # get_hyper below
 """
 
 from jaxal.config import base_config
@@ -35,3 +36,13 @@ def get_config(arg: str | None = None):
     elif arg not in (None, ""):
         raise ValueError(f"unknown variant {arg!r} of configs/digits.py; allowed: smoke")
     return c
+
+
+def get_hyper(h):
+    """``jaxal sweep``: one run per (strategy, learning rate), all seeds in each."""
+    return h.product(
+        [
+            h.sweep("config.strategy", ["margin", "entropy"]),
+            h.sweep("config.train.learning_rate", [1e-3, 3e-3]),
+        ]
+    )

@@ -10,6 +10,7 @@ import textwrap
 USAGE = """\
 usage: jaxal --config=FILE[:variant] --workdir=DIR [--config.<key>=<value> ...] [flags]
        jaxal report RUN_DIR [RUN_DIR ...] --out REPORT_DIR
+       jaxal sweep --config=FILE[:variant] --workdir=ROOT [--launcher=local|slurm] ...
 
 Runs an active-learning experiment: every strategy of the config, for all its
 seeds, writing results.csv, labeled_indices.npz, learning_curve.png, ... to DIR.
@@ -22,6 +23,7 @@ FLAGS = [
     ("--config.<key>=<value>", "override any config key below (budget/num_rounds: last wins)"),
     ("--print_config", "print the resolved config (after overrides) and exit"),
     ("--overwrite", "replace a finished run in --workdir"),
+    ("--skip_finished", "exit 0 when --workdir already holds this finished run (sweeps)"),
     ("--no_progress", "hide the progress bar"),
     (
         "--coordinator_address, --num_processes, --process_id, --distributed",

@@ -21,6 +21,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder of the run.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a finished run in --workdir.")
+_SKIP_FINISHED = flags.DEFINE_bool(
+    "skip_finished",
+    False,
+    "Exit 0 without running when --workdir already holds a finished run of the same "
+    "config (a different finished config: exit 2). Used by `jaxal sweep`.",
+)
 _NO_PROGRESS = flags.DEFINE_bool("no_progress", False, "Hide the progress bar.")
 _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the resolved config (after overrides) and exit."
@@ -200,6 +206,9 @@ def _main(argv: list[str]) -> None:
         except (ValueError, RuntimeError) as e:  # e.g. --distributed outside a cluster
             _die(f"could not join the multi-process run: {' '.join(str(e).split())}")
 
+    skip = _SKIP_FINISHED.value and not _OVERWRITE.value
+    if skip and _skip_finished(_CONFIG.value, _WORKDIR.value):
+        return
     try:
         run_experiment(
             _CONFIG.value,
@@ -222,6 +231,31 @@ def _main(argv: list[str]) -> None:
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         print("jaxal: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+
+
+def _skip_finished(config, workdir: str) -> bool:
+    """``--skip_finished``: True when ``workdir`` holds a finished run of ``config``;
+    a finished run of another config stops with exit 2 naming the first differing key."""
+    import json
+
+    from jaxal.experiment import _diff
+    from jaxal.workdir import DONE
+
+    if not os.path.exists(os.path.join(workdir, DONE)):
+        return False
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        _die(f"workdir {workdir!r} holds a finished run without a readable config.json ({e})")
+    diff = _diff(saved, json.loads(config.to_json_best_effort()))
+    if diff:
+        _die(
+            f"workdir {workdir!r} holds a finished run of a different config ({diff[0]}); "
+            "use another --workdir or pass --overwrite"
+        )
+    print(f"jaxal: {workdir} already holds this finished run; skipped")
+    return True
 
 
 def _env_int(flag, name: str) -> int | None:
@@ -261,6 +295,10 @@ def run() -> None:
         from jaxal.report_html import main as report_main
 
         sys.exit(report_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "sweep":
+        from jaxal.sweep import main as sweep_main
+
+        sys.exit(sweep_main(sys.argv[2:]))
     if any(a in _HELP for a in sys.argv[1:]):
         from jaxal.cli_help import help_text
 
