@@ -292,7 +292,7 @@ _HELP = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
 def run() -> None:
     """Console-script entry point (``jaxal ...``)."""
     if len(sys.argv) > 1 and sys.argv[1] == "report":
-        from jaxal.report_html import main as report_main
+        from jaxal.reporting import main as report_main
 
         sys.exit(report_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "sweep":

@@ -11,7 +11,7 @@ seed and then take the mean ± std over seeds to get a spread.
     gain_over_random(rnd_labels, rnd_acc, n, a)       a - random's accuracy at n
 
 Nothing here imports JAX: study scripts can use it on ``results.csv`` directly
-(``jaxal.report_html.load_run`` reads a workdir into per-seed curves).
+(``jaxal.reporting.load_run`` reads a workdir into per-seed curves).
 """
 
 from __future__ import annotations

@@ -224,6 +224,6 @@ def summary_table(all_rows: Sequence[dict], width: int = 80):
 if __name__ == "__main__":  # ``python -m jaxal.report RUN_DIR ... --out DIR``: the HTML report
     import sys
 
-    from jaxal.report_html import main as _report_main
+    from jaxal.reporting import main as _report_main
 
     sys.exit(_report_main(sys.argv[1:]))

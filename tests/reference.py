@@ -138,3 +138,29 @@ def ranks_desc(scores, labeled) -> np.ndarray:
     for r, i in enumerate(order, start=1):
         ranks[i] = r
     return ranks
+
+
+# A base strategy with hand-set scores, for the wrapper tests -------------------
+
+
+def fixed_scores():
+    """A jaxal base strategy whose score is ``embeddings[:, 0]``: hand-set scores."""
+    from jaxal.strategies.base import Needs, Strategy, masked_top_k
+
+    def score(outputs):
+        return outputs.embeddings[:, 0]
+
+    def select(key, outputs, labeled, k):
+        del key
+        return masked_top_k(score(outputs), labeled, k)
+
+    return Strategy("fixed", Needs(embeddings=True), select, score=score)
+
+
+def score_outputs(scores):
+    """``Outputs`` carrying per-point ``scores`` for :func:`fixed_scores`."""
+    import jax.numpy as jnp
+
+    from jaxal.strategies.base import Outputs
+
+    return Outputs(embeddings=jnp.asarray(scores, jnp.float32)[:, None])

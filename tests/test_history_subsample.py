@@ -13,26 +13,13 @@ from scipy import stats
 
 from jaxal import strategies
 from jaxal.strategies import wrappers
-from jaxal.strategies.base import Needs, Outputs, Strategy, masked_top_k
+from jaxal.strategies.base import Outputs
+from tests import reference as ref
 
 DRAWS = 20_000
 
 
-def fixed_scores() -> Strategy:
-    """A base whose score is ``embeddings[:, 0]``: the "model" of the tests."""
-
-    def score(outputs):
-        return outputs.embeddings[:, 0]
-
-    def select(key, outputs, labeled, k):
-        del key
-        return masked_top_k(score(outputs), labeled, k)
-
-    return Strategy("fixed", Needs(embeddings=True), select, score=score)
-
-
-def _out(scores):
-    return Outputs(embeddings=jnp.asarray(scores, jnp.float32)[:, None])
+fixed_scores, _out = ref.fixed_scores, ref.score_outputs
 
 
 def _round(s, key, pool_scores, labeled, k, state, first=False):
