@@ -202,7 +202,8 @@ def summary_table(all_rows: Sequence[dict], width: int = 80):
     seeds = len({r["seed"] for r in all_rows})
     caption = f"test accuracy %, mean ± std over {seeds} seeds"
     name_width = min(28, max([len(s) for s in cv] + [8]))
-    if 10 + _CELL * len(cv) <= width and max(len(s) for s in cv) <= _CELL - 3:
+    # labels x strategy while it fits: a column is as wide as its cell or its name
+    if 10 + sum(max(len(s), _CELL - 4) + 4 for s in cv) <= width:
         table = Table(caption=caption)
         table.add_column("labels", justify="right", no_wrap=True)
         for s in cv:
