@@ -161,9 +161,6 @@ class Plan:
         """Points labeled by the acquisition after a round with ``num_labeled``."""
         return min(self.query_size, self.budget - num_labeled)
 
-    def with_budget(self, budget: int) -> Plan:
-        return dataclasses.replace(self, budget=int(budget))
-
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
