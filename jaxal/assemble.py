@@ -20,6 +20,7 @@ from jaxal import config as config_lib
 from jaxal import data as data_lib
 from jaxal import parallel
 from jaxal import strategies as strategies_lib
+from jaxal.grid import Lanes
 from jaxal.loop import Engine, TrainPhases, make_engine, make_train_phases
 from jaxal.models.base import Model
 from jaxal.settings import Plan, RunSettings
@@ -50,6 +51,9 @@ class Run:
     executor: parallel.SeedExecutor
     strategies: dict[str, Strategy]
     phases: TrainPhases
+    # What the initial-pool strategy reads (features, scores, file rows): computed
+    # once per run by `prepare_initial`, before the first engine's init.
+    initial_inputs: Any = None
     _engines: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -57,8 +61,45 @@ class Run:
         return np.asarray(self.settings.seeds)
 
     @property
+    def lanes(self) -> Lanes:
+        """The state's leading axis: grid settings x seeds (just the seeds without a grid)."""
+        return Lanes.of(self.seeds, self.settings.train, self.settings.grid)
+
+    @property
     def placement(self) -> parallel.Placement:
         return self.executor.placement
+
+    def prepare_initial(self, cache_dir: str | None = None, *, log=None, write: bool = True):
+        """The initial pools' inputs (:func:`jaxal.initial.prepare`), once per run.
+
+        Self-supervised encoders are trained here (host side, before any seed's
+        program runs) or read from ``cache_dir``; without a ``cache_dir`` (e.g.
+        an engine built straight from :func:`assemble`) nothing is cached.
+        """
+        if self.initial_inputs is None:
+            from jaxal import initial as initial_lib
+
+            backbone = self.model
+            if backbone.members is not None:  # a SimCLR backbone is one member
+                from jaxal import models as models_lib
+
+                kwargs = dict(self.settings.model_kwargs)
+                backbone = models_lib.get_model(
+                    self.settings.model_name, self.plan.num_classes, **kwargs
+                )
+            # Dropout is off in SimCLR training (no dropout key): not part of the cache key.
+            kept = {k: v for k, v in self.settings.model_kwargs if "dropout" not in k}
+            self.initial_inputs = initial_lib.prepare(
+                self.settings.initial,
+                np.asarray(self.dataset.x_train),
+                self.settings.num_seeds,
+                cache_dir=cache_dir,
+                model=backbone,
+                model_id=f"{backbone.name}{kept}",
+                write=write,
+                log=log,
+            )
+        return self.initial_inputs
 
     def engine(self, label: str) -> Engine:
         """The engine of strategy ``label`` (built on first use)."""
@@ -72,6 +113,7 @@ class Run:
                 initial=s.initial,
                 mc=s.mc,
                 score_batch_size=s.score_batch_size,
+                initial_inputs=self.prepare_initial(),
             )
         return self._engines[label]
 
@@ -148,7 +190,8 @@ def assemble(config, *, dataset: data_lib.Dataset | None = None, model: Any = No
     config_lib.check_model(config, net)  # MC dropout / head mode, from the built model
     ex = settings.execution
     try:
-        placement = parallel.make_placement(settings.num_seeds, ex.num_devices, ex.seed_threads)
+        lanes = settings.num_seeds * max(len(settings.grid), 1)  # grid settings x seeds
+        placement = parallel.make_placement(lanes, ex.num_devices, ex.seed_threads)
     except ValueError as e:
         raise config_lib.ConfigError(f"config.num_devices: {e}") from None
     executor = parallel.SeedExecutor(
@@ -168,5 +211,5 @@ def assemble(config, *, dataset: data_lib.Dataset | None = None, model: Any = No
         model=net,
         executor=executor,
         strategies=strategies,
-        phases=make_train_phases(net, train, executor),
+        phases=make_train_phases(net, train, executor, settings.grid),
     )

@@ -84,8 +84,10 @@ def run_experiment(
     console = console or Console(quiet=not primary)
     RunWriter(workdir).check_not_finished(overwrite)
     run = assemble(config, dataset=dataset, model=model)
-    seeds = run.seeds
-    mine = seeds[parallel.local_seeds(run.placement, len(seeds))]
+    lanes = run.lanes  # seeds, or (grid setting, seed) pairs
+    idx = parallel.local_seeds(run.placement, len(lanes))
+    names = np.asarray(lanes.names)[lanes.setting]
+    mine = [(int(lanes.seed[i]), str(names[i])) for i in idx]
     writer = RunWriter(
         workdir,
         primary=primary,
@@ -106,7 +108,7 @@ def run_experiment(
 
 def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, console, progress):
     """Resume, rounds and results of an assembled run (see :func:`run_experiment`)."""
-    seeds, plan, labels, settings = run.seeds, run.plan, list(run.strategies), run.settings
+    seeds, plan, labels, settings = run.lanes, run.plan, list(run.strategies), run.settings
     resuming = settings.checkpoint_enabled and not overwrite
     if resuming and _check_resumable(config_json, writer) is None:
         resuming = False
@@ -122,9 +124,22 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
     console.print(
         f"[bold]jaxal[/]: {run.dataset.name} (pool {plan.num_pool}, test "
         f"{run.dataset.x_test.shape[0]}, {plan.num_classes} classes), model {run.model.name}, "
-        f"{len(seeds)} seeds, strategies {', '.join(labels)}, "
+        f"{len(seeds.seeds)} seeds"
+        + (f" x {seeds.num_settings} grid settings" if seeds.grid else "")
+        + f", strategies {', '.join(labels)}, "
         f"{plan.initial_size} -> {plan.budget} labels in steps of {plan.query_size}"
     )
+
+    # --- Initial pools: self-supervised encoders trained (or read from their
+    # cache, also on resume) once per run, before any seed's program runs --------
+    from jaxal.initial import resolve_cache_dir
+
+    with _disk("the initial-pool encoder cache", writer):
+        run.prepare_initial(
+            resolve_cache_dir(settings.initial, writer.workdir),
+            log=lambda m: console.print(m, markup=False, highlight=False),
+            write=writer.primary,
+        )
 
     # --- Resume: finished strategies from their records, the one in flight
     # from the latest readable checkpoint ---------------------------------------
@@ -185,9 +200,12 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                         writer.write_rows(all_rows)
                         live.round(label, seeds, rec)
                     bar.console.print(report.format_row(label, rec), soft_wrap=True)
-                    for seed in seeds[np.asarray(rec.diverged, bool)]:
+                    for lane in np.flatnonzero(np.asarray(rec.diverged, bool)):
+                        where = f"seed {seeds.seed[lane]}"
+                        if seeds.grid:
+                            where += f" setting {seeds.names[seeds.setting[lane]]}"
                         bar.console.print(
-                            f"[yellow]warning[/]: {label} seed {seed} round {rec.round}: "
+                            f"[yellow]warning[/]: {label} {where} round {rec.round}: "
                             "training diverged (NaN/inf loss); this round's selection fell "
                             "back to random (results.csv column 'diverged')"
                         )
@@ -206,17 +224,22 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                 ckpt.close()
 
     # --- Results ----------------------------------------------------------------
-    orders = {label: orders[label] for label in labels}  # run order
-    acquired = {label: acquisition_rounds(o, plan) for label, o in orders.items()}
+    # Per series (strategy, or strategy@setting in a grid run): [S, budget].
+    series, setting_of = {}, {}
+    for label in labels:
+        for (name, mask), g_name in zip(seeds.series(label), seeds.names, strict=True):
+            series[name], setting_of[name] = np.asarray(orders[label])[mask], g_name
+    acquired = {name: acquisition_rounds(o, plan) for name, o in series.items()}
     with _disk("the result files", writer):
         writer.finish(
             all_rows,
-            orders,
+            series,
             acquired,
-            seeds,
+            seeds.seeds,
             title=f"{run.dataset.name} / {run.model.name}",
             console=console,
             band=settings.report_band,
+            settings=setting_of,
         )
     return all_rows
 

@@ -56,7 +56,12 @@ class LiveLog:
             "strategy": label,
             "round": rec.round,
             "num_labeled": rec.num_labeled,
-            "seeds": [int(s) for s in seeds],
+            "seeds": [int(s) for s in getattr(seeds, "seed", seeds)],
+            **(
+                {"settings": [seeds.names[g] for g in seeds.setting]}
+                if getattr(seeds, "grid", False)
+                else {}
+            ),
             "test_accuracy": acc.tolist(),
             "test_accuracy_mean": float(acc.mean()),
             "test_nll": nll.tolist(),

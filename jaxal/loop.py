@@ -20,7 +20,8 @@ import numpy as np
 
 from jaxal import interrupt, parallel
 from jaxal import train as train_lib
-from jaxal.initial import initial_pool
+from jaxal.grid import Lanes
+from jaxal.initial import InitialInputs, bind_inputs, initial_pool
 from jaxal.models.base import Model
 from jaxal.predict import make_predict
 from jaxal.rng import Purpose, derive, seed_keys
@@ -39,10 +40,12 @@ class SeedState(NamedTuple):
     num_labeled: Array  # int32[]
     variables: Any  # model variables after the last fit (the warm-start source)
     strategy_state: Any  # e.g. the score history of history_subsample
+    hparams: Any  # {learning_rate, weight_decay, momentum}: the lane's optimizer values
 
 
 class RoundRecord(NamedTuple):
-    """Host-side results of one round for all seeds (arrays are ``[S]``).
+    """Host-side results of one round for all lanes (arrays are ``[L]``: the
+    seeds, or (grid setting, seed) pairs — :class:`jaxal.grid.Lanes`).
 
     Phase seconds are wall time of the phase for all seeds together."""
 
@@ -66,12 +69,13 @@ class TrainPhases(NamedTuple):
     fit: Callable  # (state, round, data) -> (variables, FitMetrics)
     evaluate: Callable  # (variables, data) -> (acc, nll)
     executor: parallel.SeedExecutor
+    train: TrainSettings | None = None  # its values are the lanes' default hyperparameters
 
 
 class Engine(NamedTuple):
     """The per-seed phases of one strategy's run, wrapped for the seed axis."""
 
-    init: Callable  # (keys [S], data) -> SeedState [S]
+    init: Callable  # (keys [L], hparams [L], data) -> SeedState [L]
     fit: Callable  # (state, round, data) -> (variables, FitMetrics)
     evaluate: Callable  # (variables, data) -> (acc, nll)
     score: Callable  # (state, round, data) -> (candidates | None, Outputs)
@@ -79,6 +83,7 @@ class Engine(NamedTuple):
     select: Callable  # (state, round, candidates, outputs, take, diverged) -> (state, picked)
     plan: Plan
     executor: parallel.SeedExecutor
+    train: TrainSettings | None = None  # the default hyperparameters of a lane
 
     @property
     def seed_execution(self) -> str:
@@ -90,15 +95,17 @@ class Engine(NamedTuple):
 
 
 def make_train_phases(
-    model: Model, train: TrainSettings, executor: parallel.SeedExecutor
+    model: Model, train: TrainSettings, executor: parallel.SeedExecutor, grid=()
 ) -> TrainPhases:
-    """Fit (re-initialising or warm-starting the model) and evaluate, over seeds.
+    """Fit (re-initialising or warm-starting the model) and evaluate, over lanes.
 
     Args:
       model: the model adapter.
       train: training settings; ``step_loop`` must be resolved (``device`` or
         ``host``, see :func:`jaxal.parallel.resolve_step_loop`).
-      executor: how the seed axis runs.
+      executor: how the seed (lane) axis runs.
+      grid: the run's hyperparameter grid settings (:mod:`jaxal.grid`); each
+        lane trains with its state's ``hparams``.
     """
     eval_fn = train_lib.make_evaluate(model, train.eval_batch_size)
 
@@ -114,17 +121,18 @@ def make_train_phases(
         return eval_fn(variables, data.x_test, data.y_test)
 
     if train.step_loop == "device":
-        fit_fn = train_lib.make_fit(model, train, train.eval_batch_size)
+        fit_fn = train_lib.make_fit(model, train, train.eval_batch_size, grid)
 
         def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
-            return fit_fn(start_variables(state, round_, data), *ctx(state, round_), data)
+            variables = start_variables(state, round_, data)
+            return fit_fn(variables, *ctx(state, round_), data, state.hparams)
 
         fit = executor.wrap(fit_seed, (0, None, None))
     elif train.step_loop == "host":
-        fit = _host_fit(model, train, executor, start_variables, ctx)
+        fit = _host_fit(model, train, executor, start_variables, ctx, grid)
     else:
         raise ValueError(f"train.step_loop={train.step_loop!r} is unresolved; use device or host")
-    return TrainPhases(fit, executor.wrap(evaluate_seed, (0, None)), executor)
+    return TrainPhases(fit, executor.wrap(evaluate_seed, (0, None)), executor, train)
 
 
 def _host_fit(
@@ -133,13 +141,14 @@ def _host_fit(
     executor: parallel.SeedExecutor,
     start_variables: Callable,
     ctx: Callable,
+    grid=(),
 ) -> Callable:
     """The host step loop (``train.step_loop = host``) over the seed axis: a
     Python driver of jitted pieces, run by the executor like any phase."""
-    parts = train_lib.make_fit_parts(model, train, train.eval_batch_size)
+    parts = train_lib.make_fit_parts(model, train, train.eval_batch_size, grid)
     seed_axes = (0, 0, 0, 0, None)  # carry/variables, order, num_labeled, key, data
     jparts = train_lib.FitParts(
-        start=executor.jit(parts.start, seed_axes),
+        start=executor.jit(parts.start, seed_axes + (0,)),  # + the lane's hparams
         begin_epoch=executor.jit(train_lib.masked(parts.begin_epoch), seed_axes),
         step=executor.jit(train_lib.masked(parts.step), (0, None, 0, 0, 0, None)),
         end_epoch=executor.jit(train_lib.masked(parts.end_epoch), seed_axes),
@@ -149,7 +158,7 @@ def _host_fit(
     first = executor.jit(lambda s, r, d: (start_variables(s, r, d), *ctx(s, r)), (0, None, None))
 
     def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
-        return driver(*first(state, round_, data), data)
+        return driver(*first(state, round_, data), data, state.hparams)
 
     return executor.map(fit_seed, (0, None, None))
 
@@ -163,6 +172,7 @@ def make_engine(
     initial: InitialSettings,
     mc: MCSettings,
     score_batch_size: int,
+    initial_inputs: InitialInputs | None = None,
 ) -> Engine:
     """Build the per-seed phases of one strategy's run and wrap them for S seeds.
 
@@ -174,6 +184,8 @@ def make_engine(
       initial: the initial-pool settings (:mod:`jaxal.initial`).
       mc: MC-dropout settings for sample-based strategies.
       score_batch_size: pool rows per scoring chunk.
+      initial_inputs: what the initial-pool strategy reads besides the labels
+        (features, scores, ``from_file`` rows; :func:`jaxal.initial.prepare`).
     """
     k, num_pool, capacity = plan.query_size, plan.num_pool, plan.budget
     predict = make_predict(
@@ -185,12 +197,17 @@ def make_engine(
         consistent=mc.consistent,
     )
 
-    def init_seed(key: Array, data: train_lib.Data) -> SeedState:
+    def init_seed(key: Array, hparams, data: train_lib.Data, shared, rows) -> SeedState:
         labeled, order, n = initial_pool(
-            derive(key, 0, Purpose.INITIAL_POOL), data.y_pool, initial, plan.num_classes, capacity
+            derive(key, 0, Purpose.INITIAL_POOL),
+            data.y_pool,
+            initial,
+            plan.num_classes,
+            capacity,
+            shared._replace(rows=rows),
         )
         variables = model.init(derive(key, 0, Purpose.MODEL_INIT), data.x_pool[:1])
-        return SeedState(key, labeled, order, n, variables, strategy.init(num_pool))
+        return SeedState(key, labeled, order, n, variables, strategy.init(num_pool), hparams)
 
     def score_seed(state: SeedState, round_: Array, data: train_lib.Data, whole_pool=False):
         cand = None
@@ -231,7 +248,7 @@ def make_engine(
 
     ex = phases.executor
     return Engine(
-        init=ex.wrap(init_seed, (0, None)),
+        init=bind_inputs(ex.wrap(init_seed, (0, 0, None, None, 0)), initial_inputs, ex.placement),
         fit=phases.fit,
         evaluate=phases.evaluate,
         score=ex.wrap(score_seed, (0, None, None), shard_data=True),
@@ -243,6 +260,7 @@ def make_engine(
         select=ex.wrap(select_seed, (0, None, 0, 0, None, 0)),
         plan=plan,
         executor=ex,
+        train=phases.train,
     )
 
 
@@ -250,10 +268,24 @@ def _block(tree):
     return jax.block_until_ready(tree)
 
 
-def init_state(engine: Engine, seeds: np.ndarray, data: train_lib.Data) -> SeedState:
-    """Round-0 state of every seed: initial pool and model initialisation."""
-    keys = parallel.put_seeds(seed_keys(seeds), engine.placement)
-    return _block(engine.init(keys, data))
+def lanes_of(engine: Engine, seeds) -> Lanes:
+    """``seeds`` as lanes: a :class:`~jaxal.grid.Lanes` as is, or seeds without a grid."""
+    if isinstance(seeds, Lanes):
+        return seeds
+    return Lanes.of(seeds, engine.train or TrainSettings())
+
+
+def init_state(engine: Engine, seeds, data: train_lib.Data) -> SeedState:
+    """Round-0 state of every lane: initial pool and model initialisation.
+
+    ``seeds``: the run's :class:`~jaxal.grid.Lanes`, or an array of seeds (no
+    grid). A lane's keys come from its seed alone."""
+    lanes = lanes_of(engine, seeds)
+    keys = parallel.put_seeds(seed_keys(lanes.seed), engine.placement)
+    hparams = parallel.put_seeds(
+        {k: jnp.asarray(v) for k, v in lanes.hparams().items()}, engine.placement
+    )
+    return _block(engine.init(keys, hparams, data))
 
 
 def rounds(

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxal.grid import Lanes, series_name
 from jaxal.loop import RoundRecord
 
 COLUMNS = (
@@ -27,16 +28,21 @@ COLUMNS = (
 )
 
 
-def rows(strategy: str, seeds: Sequence[int], records: Sequence[RoundRecord]) -> list[dict]:
-    """One CSV row per (seed, round). Phase times are the wall time of the phase
-    for all seeds together divided by the number of seeds."""
+def rows(strategy: str, seeds, records: Sequence[RoundRecord]) -> list[dict]:
+    """One CSV row per (lane, round): per seed, or per (grid setting, seed) when
+    ``seeds`` is a :class:`~jaxal.grid.Lanes` with a grid (then with the columns
+    ``setting``, ``learning_rate``, ``weight_decay``, ``momentum``). Phase times
+    are the wall time of the phase for all lanes together divided by their number."""
+    lanes = seeds if isinstance(seeds, Lanes) else None
+    lane_seeds = seeds.seed if lanes is not None else seeds
     out = []
-    s = len(seeds)
+    s = len(lane_seeds)
     for rec in records:
-        for i, seed in enumerate(seeds):
+        for i, seed in enumerate(lane_seeds):
             out.append(
                 {
                     "strategy": strategy,
+                    **(lanes.columns(i) if lanes is not None else {}),
                     "seed": int(seed),
                     "round": rec.round,
                     "num_labeled": rec.num_labeled,
@@ -58,7 +64,8 @@ def write_csv(path: str, all_rows: Sequence[dict]) -> None:
     """Write rows atomically (temp file + rename): a crash never leaves half a file."""
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        extra = [k for k in dict.fromkeys(k for r in all_rows for k in r) if k not in COLUMNS]
+        w = csv.DictWriter(f, fieldnames=[*COLUMNS[:1], *extra, *COLUMNS[1:]])
         w.writeheader()
         for r in all_rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
@@ -66,10 +73,11 @@ def write_csv(path: str, all_rows: Sequence[dict]) -> None:
 
 
 def curves(all_rows: Sequence[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per strategy: (num_labeled, mean accuracy, std accuracy) over seeds."""
+    """Per series (strategy, or ``strategy@setting`` in a grid run): (num_labeled,
+    mean accuracy, std accuracy) over seeds."""
     out = {}
-    for strategy in dict.fromkeys(r["strategy"] for r in all_rows):
-        sub = [r for r in all_rows if r["strategy"] == strategy]
+    for strategy in dict.fromkeys(series_name(r) for r in all_rows):
+        sub = [r for r in all_rows if series_name(r) == strategy]
         labels = sorted({int(r["num_labeled"]) for r in sub})
         acc = [
             [float(r["test_accuracy"]) for r in sub if int(r["num_labeled"]) == n] for n in labels

@@ -38,6 +38,8 @@ class TrainSettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "constant"
+    warmup_epochs: int = 0  # linear warm-up of the rate (Huseljic et al. 2023)
+    warmup_start: float = 0.01  # the warm-up's first rate, as a fraction of the peak
     epochs: int = 50
     batch_size: int = 64
     eval_batch_size: int = 512
@@ -45,6 +47,9 @@ class TrainSettings:
     reinit: bool = True
     crop_padding: int = 0
     flip: bool = False
+    rotation: float = 0.0  # degrees: U[-rotation, rotation] per image (0 = off)
+    contrast: float = 0.0  # factor U[1 - contrast, 1 + contrast] (0 = off)
+    hue: float = 0.0  # hue shift U[-hue, hue] turns, RGB images only (0 = off)
     early_stop_accuracy: float | None = None
     patience: int | None = None
 
@@ -62,6 +67,8 @@ class TrainSettings:
             momentum=float(cfg.momentum or 0.0),
             weight_decay=float(cfg.weight_decay or 0.0),
             schedule=str(cfg.schedule),
+            warmup_epochs=int(_get(cfg, "warmup_epochs", 0) or 0),
+            warmup_start=float(_get(cfg, "warmup_start", 0.01)),
             epochs=int(cfg.epochs),
             batch_size=int(cfg.batch_size),
             eval_batch_size=int(_get(cfg, "eval_batch_size", 512)),
@@ -69,8 +76,50 @@ class TrainSettings:
             reinit=bool(_get(cfg, "reinit", True)),
             crop_padding=int(_get(cfg, "augment.crop_padding", 0)),
             flip=bool(_get(cfg, "augment.flip", False)),
+            rotation=float(_get(cfg, "augment.rotation", 0.0) or 0.0),
+            contrast=float(_get(cfg, "augment.contrast", 0.0) or 0.0),
+            hue=float(_get(cfg, "augment.hue", 0.0) or 0.0),
             early_stop_accuracy=None if acc is None else float(acc),
             patience=None if patience is None else int(patience),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SSLSettings:
+    """The self-supervised encoders of the initial pools (``config.initial.ssl``);
+    see :mod:`jaxal.ssl`."""
+
+    arch: str = "auto"  # auto | mlp | conv | model (SimCLR only: config.model's backbone)
+    latent: int = 32
+    hidden: int = 256
+    epochs: int = 50
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.05
+    temperature: float = 0.5
+    step_loop: str = "auto"
+    seed: int = 0
+
+    @classmethod
+    def of(cls, cfg) -> SSLSettings:
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, cls):
+            return cfg
+        d = cls()
+        return cls(
+            arch=str(_get(cfg, "arch", d.arch)),
+            latent=int(_get(cfg, "latent", d.latent)),
+            hidden=int(_get(cfg, "hidden", d.hidden)),
+            epochs=int(_get(cfg, "epochs", d.epochs)),
+            batch_size=int(_get(cfg, "batch_size", d.batch_size)),
+            learning_rate=float(_get(cfg, "learning_rate", d.learning_rate)),
+            weight_decay=float(_get(cfg, "weight_decay", d.weight_decay)),
+            val_fraction=float(_get(cfg, "val_fraction", d.val_fraction)),
+            temperature=float(_get(cfg, "temperature", d.temperature)),
+            step_loop=str(_get(cfg, "step_loop", d.step_loop)),
+            seed=int(_get(cfg, "seed", d.seed)),
         )
 
 
@@ -79,14 +128,44 @@ class InitialSettings:
     """The initial labeled pool (``config.initial``); see :mod:`jaxal.initial`."""
 
     strategy: str = "random"
-    size: int = 20  # for "random"
+    size: int = 20  # for "random", "cluster", "hardest", "binned"
     per_class: int = 2  # for "class_balanced"
+    file: str | None = None  # for "from_file"
+    file_key: str | None = None  # the array of a .npz file
+    file_take: int | None = None  # the first m indices of each row (None: all)
+    features: str = "simclr"  # for "cluster"
+    cluster_share: str = "equal"  # for "cluster": equal | proportional
+    kmeans_iters: int = 100
+    score: str = "vae"  # for "hardest" / "binned"
+    bins: int = 2  # for "binned"
+    cache_dir: str | None = None  # None: <workdir>/initial
+    ssl: SSLSettings = SSLSettings()
 
     @classmethod
     def of(cls, cfg) -> InitialSettings:
         if isinstance(cfg, cls):
             return cfg
-        return cls(str(cfg.strategy), int(cfg.size), int(cfg.per_class))
+        d = cls()
+
+        def opt(key, conv):
+            v = _get(cfg, key, None)
+            return None if v is None else conv(v)
+
+        return cls(
+            strategy=str(cfg.strategy),
+            size=int(cfg.size),
+            per_class=int(cfg.per_class),
+            file=opt("file", str),
+            file_key=opt("file_key", str),
+            file_take=opt("file_take", int),
+            features=str(_get(cfg, "features", d.features)),
+            cluster_share=str(_get(cfg, "cluster_share", d.cluster_share)),
+            kmeans_iters=int(_get(cfg, "kmeans_iters", d.kmeans_iters)),
+            score=str(_get(cfg, "score", d.score)),
+            bins=int(_get(cfg, "bins", d.bins)),
+            cache_dir=opt("cache_dir", str),
+            ssl=SSLSettings.of(_get(cfg, "ssl", None)),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +259,7 @@ class RunSettings:
     budget: int | None
     num_rounds: int | None
     score_batch_size: int
+    grid: tuple = ()  # hyperparameter grid settings (jaxal.grid.parse)
     checkpoint_enabled: bool = True
     checkpoint_max_to_keep: int = 3
     checkpoint_async: bool = True

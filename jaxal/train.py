@@ -34,6 +34,7 @@ Array = jax.Array
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
+HYPERPARAMETERS = ("learning_rate", "weight_decay", "momentum")  # injected, per lane
 
 
 class Data(NamedTuple):
@@ -56,49 +57,178 @@ class FitMetrics(NamedTuple):
     diverged: Array  # bool: a training loss was NaN or inf (training stopped there)
 
 
-def make_optimizer(cfg) -> optax.GradientTransformation:
-    """An optax optimizer whose learning rate is an injected hyperparameter.
+def make_optimizer(cfg, grid=()) -> optax.GradientTransformation:
+    """An optax optimizer whose numeric hyperparameters are injected state.
+
+    ``learning_rate``, ``weight_decay`` and ``momentum`` live in the optimizer
+    state (``optax.inject_hyperparams``), so one compiled program serves any
+    values: each lane of a run (a grid setting x seed, :mod:`jaxal.grid`) sets
+    its own at the start of a round, and the step sets the scheduled rate.
 
     Args:
       cfg: :class:`~jaxal.settings.TrainSettings` (or a ``train`` config block):
         ``optimizer`` in ``OPTIMIZERS``, ``learning_rate``, ``momentum`` (sgd),
         ``weight_decay`` (decoupled for adamw, L2-style ``add_decayed_weights``
         for sgd/adam).
+      grid: the run's grid settings; the transform's structure (a momentum
+        trace, a weight-decay term) is there if any setting or ``cfg`` needs it.
+        A setting whose value is 0 then adds exactly 0, so it computes what a
+        run without the term computes.
     """
     cfg = TrainSettings.of(cfg)
+    values = [dict(s) for s in grid]
+    use_momentum = bool(cfg.momentum) or any(v.get("momentum") for v in values)
+    use_decay = bool(cfg.weight_decay) or any(v.get("weight_decay") for v in values)
 
-    def factory(learning_rate):
+    def factory(learning_rate, weight_decay, momentum):
         if cfg.optimizer == "sgd":
-            opt = optax.sgd(learning_rate, momentum=cfg.momentum or None, nesterov=False)
+            opt = optax.sgd(learning_rate, momentum=momentum if use_momentum else None)
         elif cfg.optimizer == "adam":
             opt = optax.adam(learning_rate)
         elif cfg.optimizer == "adamw":
-            return optax.adamw(learning_rate, weight_decay=cfg.weight_decay)
+            return optax.adamw(learning_rate, weight_decay=weight_decay)
         else:
             raise ValueError(f"train.optimizer={cfg.optimizer!r}; allowed: {OPTIMIZERS}")
-        if cfg.weight_decay:
-            opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
+        if use_decay:
+            opt = optax.chain(optax.add_decayed_weights(weight_decay), opt)
         return opt
 
-    return optax.inject_hyperparams(factory)(learning_rate=cfg.learning_rate)
+    return optax.inject_hyperparams(factory)(
+        learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, momentum=cfg.momentum
+    )
 
 
-def learning_rate(cfg, step: Array, total_steps: Array) -> Array:
-    """The scheduled rate at ``step`` of a round of ``total_steps`` (both traced)."""
+def default_hyperparameters(cfg) -> dict[str, Array]:
+    """``{learning_rate, weight_decay, momentum}`` of ``cfg`` as float32 scalars."""
     cfg = TrainSettings.of(cfg)
+    return {k: jnp.float32(getattr(cfg, k)) for k in HYPERPARAMETERS}
+
+
+def learning_rate(cfg, step: Array, total_steps: Array, base: Array | None = None) -> Array:
+    """The scheduled rate at ``step`` of a round of ``total_steps`` (both traced).
+
+    ``base`` is the peak rate (default ``cfg.learning_rate``; a grid lane's own).
+    With ``train.warmup_epochs = W > 0`` the first ``W / epochs`` of the round's
+    steps ramp linearly from ``warmup_start * base`` to ``base`` (per step), and
+    the schedule (constant or cosine to 0) runs over the remaining steps: the
+    cosine-with-linear-warm-up of Huseljic et al. (2023), Sec. 3 via their code
+    (``CosineAnnealingLRLinearWarmup``: LinearLR from 0.01, then cosine). Their
+    code changes the rate once per epoch; here it changes every step.
+    """
+    cfg = TrainSettings.of(cfg)
+    base = jnp.asarray(cfg.learning_rate, jnp.float32) if base is None else base
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"train.schedule={cfg.schedule!r}; allowed: {SCHEDULES}")
+    total = jnp.maximum(total_steps, 1).astype(jnp.float32)
+    t = step.astype(jnp.float32)
+    if cfg.warmup_epochs:
+        warm = jnp.floor(total * (cfg.warmup_epochs / cfg.epochs))
+        ramp = cfg.warmup_start + (1.0 - cfg.warmup_start) * t / jnp.maximum(warm, 1.0)
+        if cfg.schedule == "constant":
+            return jnp.where(t < warm, base * ramp, base)
+        frac = (t - warm) / jnp.maximum(total - warm, 1.0)
+        return jnp.where(t < warm, base * ramp, base * 0.5 * (1.0 + jnp.cos(jnp.pi * frac)))
     if cfg.schedule == "constant":
-        return jnp.asarray(cfg.learning_rate, jnp.float32)
-    if cfg.schedule == "cosine":
-        frac = step.astype(jnp.float32) / jnp.maximum(total_steps, 1).astype(jnp.float32)
-        return cfg.learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
-    raise ValueError(f"train.schedule={cfg.schedule!r}; allowed: {SCHEDULES}")
+        return base
+    return base * 0.5 * (1.0 + jnp.cos(jnp.pi * t / total))
 
 
-def augment(key: Array, x: Array, crop_padding: int, flip: bool) -> Array:
-    """On-device random crop (zero padding) and horizontal flip of ``x [B, H, W, C]``."""
-    if x.ndim != 4 or (not crop_padding and not flip):
+# Keys of the optional augmentations: folded into the batch's augmentation key
+# with tags far from the small counters `split` uses (fold_in(k, 1) is
+# split(k)[1], the flip key), so turning one on changes no other draw.
+_ROTATION_TAG, _CONTRAST_TAG, _HUE_TAG = 0x524F54, 0x434F4E, 0x485545  # "ROT", "CON", "HUE"
+# ITU-R 601 luma, as torchvision's rgb_to_grayscale (the mean that contrast keeps).
+_LUMA = (0.2989, 0.587, 0.114)
+# Hue rotation in YIQ (NTSC): rotate the (I, Q) chroma plane by theta about the
+# luma axis. M(theta) = YIQ^-1 diag(1, R(theta)) YIQ, written as
+# I + (cos theta - 1) A + sin theta B so that theta = 0 is exactly the identity.
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_HUE_A = np.linalg.inv(_YIQ) @ np.diag([0.0, 1.0, 1.0]) @ _YIQ
+_HUE_B = np.linalg.inv(_YIQ) @ np.array([[0.0, 0, 0], [0, 0, -1], [0, 1, 0]]) @ _YIQ
+
+
+def rotate(x: Array, degrees: Array) -> Array:
+    """Rotate each image of ``x [B, H, W, C]`` counter-clockwise by ``degrees [B]``
+    about its centre: bilinear, zero outside the source, same shape and dtype
+    (90 degrees of a square image is ``np.rot90`` up to float round-off)."""
+    _, h, w, _ = x.shape
+    ci, cj = (h - 1) / 2.0, (w - 1) / 2.0
+    ii, jj = jnp.meshgrid(
+        jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
+    )
+    right, up = jj - cj, ci - ii  # output pixel in centred, y-up coordinates
+
+    def one(img, theta):
+        cos, sin = jnp.cos(theta), jnp.sin(theta)
+        src_i = ci - (-right * sin + up * cos)  # the source point: rotated by -theta
+        src_j = cj + (right * cos + up * sin)
+        sample = lambda ch: jax.scipy.ndimage.map_coordinates(  # noqa: E731
+            ch, [src_i, src_j], order=1, mode="constant", cval=0.0
+        )
+        return jax.vmap(sample, in_axes=2, out_axes=2)(img)
+
+    theta = jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
+    return jax.vmap(one)(x.astype(jnp.float32), theta).astype(x.dtype)
+
+
+def adjust_contrast(x: Array, factor: Array) -> Array:
+    """``factor * x + (1 - factor) * mean`` per image of ``x [B, H, W, C]``, with
+    ``mean`` the image's mean luma (3 channels) or mean value (otherwise), as
+    torchvision's ``adjust_contrast`` but without clipping to [0, 1] (inputs may
+    be standardised)."""
+    if x.shape[3] == 3:
+        mean = jnp.einsum("bhwc,c->b", x, jnp.asarray(_LUMA, x.dtype)) / (x.shape[1] * x.shape[2])
+    else:
+        mean = jnp.mean(x, axis=(1, 2, 3))
+    f = jnp.asarray(factor, x.dtype)[:, None, None, None]
+    return f * x + (1 - f) * mean[:, None, None, None]
+
+
+def rotate_hue(x: Array, turns: Array) -> Array:
+    """Shift the hue of RGB images ``x [B, H, W, 3]`` by ``turns [B]`` of the
+    colour circle (0.1 = 36 degrees): a rotation of the YIQ chroma plane about
+    the luma axis (linear, so fine on standardised inputs; it approximates the
+    HSV hue shift of torchvision's ``adjust_hue``). ``turns = 0`` returns ``x``
+    exactly. Other channel counts are returned unchanged."""
+    if x.shape[3] != 3:
+        return x
+    theta = 2 * jnp.pi * jnp.asarray(turns, jnp.float32)
+    a, b = jnp.asarray(_HUE_A, jnp.float32), jnp.asarray(_HUE_B, jnp.float32)
+    delta = (jnp.cos(theta) - 1)[:, None, None] * a + jnp.sin(theta)[:, None, None] * b
+    return x + jnp.einsum("bhwc,bdc->bhwd", x, delta.astype(x.dtype))
+
+
+def augment(
+    key: Array,
+    x: Array,
+    crop_padding: int,
+    flip: bool,
+    *,
+    rotation: float = 0.0,
+    contrast: float = 0.0,
+    hue: float = 0.0,
+) -> Array:
+    """On-device augmentation of a batch ``x [B, H, W, C]``, each image drawing
+    its own: a rotation by U[-rotation, rotation] degrees (:func:`rotate`), a
+    contrast factor U[max(0, 1 - contrast), 1 + contrast]
+    (:func:`adjust_contrast`), a hue shift by U[-hue, hue] turns on RGB images
+    (:func:`rotate_hue`), then a random crop (zero padding ``crop_padding``)
+    and a horizontal flip (probability 0.5). A value of 0 / False turns an
+    augmentation off; with all off, ``x`` is returned. Inputs that are not
+    ``[B, H, W, C]`` are returned as they are."""
+    if x.ndim != 4 or not (crop_padding or flip or rotation or contrast or hue):
         return x
     b, h, w, _ = x.shape
+    if rotation:
+        k = jax.random.fold_in(key, _ROTATION_TAG)
+        x = rotate(x, jax.random.uniform(k, (b,), minval=-rotation, maxval=rotation))
+    if contrast:
+        k = jax.random.fold_in(key, _CONTRAST_TAG)
+        lo, hi = max(0.0, 1.0 - contrast), 1.0 + contrast
+        x = adjust_contrast(x, jax.random.uniform(k, (b,), minval=lo, maxval=hi))
+    if hue and x.shape[3] == 3:
+        k = jax.random.fold_in(key, _HUE_TAG)
+        x = rotate_hue(x, jax.random.uniform(k, (b,), minval=-hue, maxval=hue))
     k_crop, k_flip = jax.random.split(key)
     if crop_padding:
         p = crop_padding
@@ -173,6 +303,7 @@ class FitCarry(NamedTuple):
     bad_epochs: Array
     stop: Array  # bool: training of this seed is over
     finite: Array  # bool: every training loss so far was finite
+    hparams: Any  # {learning_rate, weight_decay, momentum}: this lane's injected values
 
 
 class FitParts(NamedTuple):
@@ -182,23 +313,24 @@ class FitParts(NamedTuple):
     All parts are pure per-seed functions; ``ctx = (order, num_labeled, key, data)``.
     """
 
-    start: Callable  # (variables, *ctx) -> FitCarry
+    start: Callable  # (variables, *ctx, hparams=None) -> FitCarry
     begin_epoch: Callable  # (carry, *ctx) -> FitCarry
     step: Callable  # (carry, i, *ctx) -> FitCarry
     end_epoch: Callable  # (carry, *ctx) -> FitCarry
     finish: Callable  # (carry) -> (variables, FitMetrics)
 
 
-def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
+def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> FitParts:
     """The pieces of one round's training; see :func:`make_fit`."""
     cfg = TrainSettings.of(cfg)
-    tx = make_optimizer(cfg)
+    tx = make_optimizer(cfg, grid)
     bsz = cfg.batch_size
     epochs = cfg.epochs
     evaluate = make_evaluate(model, eval_batch_size)
     acc_stop = cfg.early_stop_accuracy
     patience = cfg.patience
     crop, flip = cfg.crop_padding, cfg.flip
+    more_aug = dict(rotation=cfg.rotation, contrast=cfg.contrast, hue=cfg.hue)
 
     def loss_fn(params, batch_stats, x, y, w, dropout_key):
         member_logits, logits, new_bs = training_logits(
@@ -223,17 +355,21 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
     def steps_per_epoch(n):
         return (n + bsz - 1) // bsz
 
-    def start(variables, order, n, key, data) -> FitCarry:
+    def start(variables, order, n, key, data, hparams=None) -> FitCarry:
         del key, data
         params = variables["params"]
         batch_stats = variables.get("batch_stats", {})
         zero = jnp.float32(0)
+        hparams = default_hyperparameters(cfg) if hparams is None else hparams
+        opt_state = tx.init(params)
+        for k in HYPERPARAMETERS:  # this lane's values (the rate is set every step)
+            opt_state.hyperparams[k] = jnp.asarray(hparams[k], jnp.float32)
         return FitCarry(
             epoch=jnp.int32(0),
             step=jnp.int32(0),
             params=params,
             batch_stats=batch_stats,
-            opt_state=tx.init(params),
+            opt_state=opt_state,
             perm=order,
             correct=zero,
             loss_sum=zero,
@@ -245,6 +381,7 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
             bad_epochs=jnp.int32(0),
             stop=jnp.bool_(False),
             finite=jnp.bool_(True),
+            hparams={k: jnp.asarray(hparams[k], jnp.float32) for k in HYPERPARAMETERS},
         )
 
     def begin_epoch(c: FitCarry, order, n, key, data) -> FitCarry:
@@ -259,13 +396,13 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
         k_aug, k_drop = jax.random.split(
             jax.random.fold_in(jax.random.fold_in(key, c.epoch), i + 1)
         )
-        x = augment(k_aug, data.x_pool[idx], crop, flip)
+        x = augment(k_aug, data.x_pool[idx], crop, flip, **more_aug)
         (loss, (new_bs, corr, lsum)), grads = grad_fn(
             c.params, c.batch_stats, x, data.y_pool[idx], w, k_drop
         )
         opt_state = c.opt_state
         opt_state.hyperparams["learning_rate"] = learning_rate(
-            cfg, c.step, steps_per_epoch(n) * epochs
+            cfg, c.step, steps_per_epoch(n) * epochs, c.hparams["learning_rate"]
         )
         updates, opt_state = tx.update(grads, opt_state, c.params)
         return c._replace(
@@ -310,23 +447,25 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512) -> FitParts:
     return FitParts(start, begin_epoch, step, end_epoch, finish)
 
 
-def make_fit(model: Model, cfg, eval_batch_size: int = 512) -> Callable:
+def make_fit(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> Callable:
     """Build the per-seed, per-round training function (every epoch on device).
 
     Args:
       model: the model adapter.
       cfg: :class:`~jaxal.settings.TrainSettings` (or a ``train`` config block).
       eval_batch_size: chunk size for validation passes.
+      grid: the run's grid settings (:mod:`jaxal.grid`), for the optimizer's structure.
 
     Returns:
-      ``fit(variables, order, num_labeled, key, data) -> (variables, FitMetrics)``;
-      pure and jit/vmap-able. ``order`` is the ``int32[capacity]`` labeled-index
-      buffer (capacity = the run's budget).
+      ``fit(variables, order, num_labeled, key, data, hparams=None) -> (variables,
+      FitMetrics)``; pure and jit/vmap-able. ``order`` is the ``int32[capacity]``
+      labeled-index buffer (capacity = the run's budget); ``hparams`` the lane's
+      injected ``{learning_rate, weight_decay, momentum}`` (default: ``cfg``'s).
     """
-    parts = make_fit_parts(model, cfg, eval_batch_size)
+    parts = make_fit_parts(model, cfg, eval_batch_size, grid)
     bsz = TrainSettings.of(cfg).batch_size
 
-    def fit(variables, order: Array, num_labeled: Array, key: Array, data: Data):
+    def fit(variables, order: Array, num_labeled: Array, key: Array, data: Data, hparams=None):
         ctx = (order, num_labeled.astype(jnp.int32), key, data)
         n_steps = (ctx[1] + bsz - 1) // bsz
 
@@ -335,7 +474,7 @@ def make_fit(model: Model, cfg, eval_batch_size: int = 512) -> Callable:
             c = jax.lax.fori_loop(0, n_steps, lambda i, c: parts.step(c, i, *ctx), c)
             return parts.end_epoch(c, *ctx)
 
-        c = jax.lax.while_loop(lambda c: ~c.stop, epoch, parts.start(variables, *ctx))
+        c = jax.lax.while_loop(lambda c: ~c.stop, epoch, parts.start(variables, *ctx, hparams))
         return parts.finish(c)
 
     return fit
@@ -353,10 +492,10 @@ def host_fit(parts: FitParts, batch_size: int) -> Callable:
     and ``end_epoch`` in :func:`masked` before vmapping them over seeds.
     """
 
-    def fit(variables, order, num_labeled, key, data):
+    def fit(variables, order, num_labeled, key, data, hparams=None):
         ctx = (order, num_labeled, key, data)
         n = int(np.max(to_host(num_labeled)))
-        c = parts.start(variables, *ctx)
+        c = parts.start(variables, *ctx, hparams)
         while not bool(np.all(to_host(c.stop))):
             c = parts.begin_epoch(c, *ctx)
             for i in range(-(-n // batch_size)):

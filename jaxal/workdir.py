@@ -57,7 +57,8 @@ class RunWriter:
     Args:
       workdir: the folder (created on :meth:`start`).
       primary: this process writes the run's files (process 0).
-      process_index: this process's index; ``own_seeds`` are the seeds it owns.
+      process_index: this process's index; ``own_seeds`` are the seeds it owns,
+        or in a grid run the ``(seed, setting name)`` lanes it owns.
       multi_process: also write ``processes/process_<i>/``.
     """
 
@@ -68,11 +69,13 @@ class RunWriter:
         primary: bool = True,
         process_index: int = 0,
         multi_process: bool = False,
-        own_seeds: Sequence[int] = (),
+        own_seeds: Sequence = (),
     ):
         self.workdir = workdir
         self.primary = primary
-        self.own_seeds = {int(s) for s in own_seeds}
+        self.own_lanes = {
+            (int(s[0]), str(s[1])) if isinstance(s, tuple) else (int(s), "") for s in own_seeds
+        }
         self.own_dir = None
         if multi_process:
             self.own_dir = os.path.join(workdir, "processes", f"process_{process_index}")
@@ -158,7 +161,7 @@ class RunWriter:
         if self.own_dir is not None:
             report.write_csv(
                 os.path.join(self.own_dir, "results.csv"),
-                [r for r in all_rows if r["seed"] in self.own_seeds],
+                [r for r in all_rows if (r["seed"], r.get("setting", "")) in self.own_lanes],
             )
 
     def _finished_path(self, index: int) -> str:
@@ -203,15 +206,23 @@ class RunWriter:
         title: str,
         console=None,
         band: str = "std",
+        settings: dict[str, str] | None = None,
     ) -> None:
-        """The end-of-run files, then ``DONE``."""
+        """The end-of-run files, then ``DONE``.
+
+        ``orders``/``rounds`` hold ``[S, budget]`` per series (strategy, or
+        ``strategy@setting`` in a grid run: ``settings`` maps it to its setting)."""
         if self.own_dir is not None:
-            pick = np.isin(seeds, sorted(self.own_seeds))
+            settings = settings or {}
+            picks = {
+                n: np.asarray([(int(sd), settings.get(n, "")) in self.own_lanes for sd in seeds])
+                for n in orders
+            }
             report.write_labeled_indices(
                 os.path.join(self.own_dir, "labeled_indices.npz"),
-                {n: o[pick] for n, o in orders.items()},
-                {n: r[pick] for n, r in rounds.items()},
-                seeds[pick],
+                {n: o[picks[n]] for n, o in orders.items()},
+                {n: r[picks[n]] for n, r in rounds.items()},
+                seeds[np.any(list(picks.values()), axis=0)] if picks else seeds[:0],
             )
         if not self.primary:
             return

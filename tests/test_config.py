@@ -35,6 +35,14 @@ BAD = [
     ({"strategy_params.beta": 2.0}, "config.strategy_params.beta", "not a parameter"),
     ({"train.early_stop.patience": 3}, "config.train.early_stop.patience", "val_size"),
     ({"budget": None}, "config.budget", "num_rounds"),
+    ({"grid": "epochs=10"}, "config.grid", "allowed grid keys: learning_rate"),
+    ({"grid": "learning_rate=0.1;batch_size=4"}, "config.grid", "batch shape"),
+    ({"grid": "learning_rate=fast"}, "config.grid", "not a number"),
+    ({"grid": "learning_rate=0.1;learning_rate=0.1"}, "config.grid", "listed twice"),
+    ({"grid": "learning_rate=0"}, "config.grid", "must be > 0"),
+    ({"grid": "momentum=0.5"}, "config.grid", "momentum only applies to train.optimizer=sgd"),
+    ({"train.warmup_epochs": 4}, "config.train.warmup_epochs", "[0, train.epochs=3]"),
+    ({"train.warmup_start": 1.5}, "config.train.warmup_start", "[0, 1]"),
 ]
 
 BAD_SIZES = [

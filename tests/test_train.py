@@ -50,6 +50,32 @@ def test_cosine_schedule_and_constant():
     assert lr(70, 100) == pytest.approx(0.1)
 
 
+def test_linear_warmup_then_cosine_by_hand():
+    # 10 epochs x 10 steps, 2 warm-up epochs from 0.01 x peak: steps 0..19 ramp
+    # 0.001 -> 0.1 linearly (step 10: 0.001 + 0.099 * 10 / 20), then cosine over 80 steps.
+    cfg = tiny_config(
+        **{
+            "train.schedule": "cosine",
+            "train.learning_rate": 0.1,
+            "train.epochs": 10,
+            "train.warmup_epochs": 2,
+        }
+    ).train
+    lr = lambda s: float(train_lib.learning_rate(cfg, jnp.int32(s), jnp.int32(100)))  # noqa: E731
+    assert lr(0) == pytest.approx(0.001)
+    assert lr(10) == pytest.approx(0.0505)
+    assert lr(20) == pytest.approx(0.1)  # warm-up over: the cosine's peak
+    assert lr(60) == pytest.approx(0.05)  # half-way through the 80 cosine steps
+    assert lr(100) == pytest.approx(0.0, abs=1e-9)
+    # a lane's own peak rate scales the whole schedule
+    base = jnp.float32(0.02)
+    assert float(train_lib.learning_rate(cfg, jnp.int32(10), jnp.int32(100), base)) == (
+        pytest.approx(0.0505 * 0.2)
+    )
+    cfg.schedule = "constant"
+    assert lr(10) == pytest.approx(0.0505) and lr(50) == pytest.approx(0.1)
+
+
 @pytest.mark.parametrize("opt", ["sgd", "adam", "adamw"])
 def test_optimizers_step_towards_lower_loss(opt):
     cfg = tiny_config(

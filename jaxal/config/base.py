@@ -62,6 +62,10 @@ def base_config() -> ml_collections.ConfigDict:
     # sharing initial pools and per-round model initialisations per seed).
     c.strategy = "entropy"
     c.strategy_params = _strategy_param_union()
+    # Hyperparameter grid as an array axis: settings separated by ';', each
+    # "key=value,..." of learning_rate / weight_decay / momentum (the rest from
+    # train.*); G settings x num_seeds seeds train in one program. "" = none.
+    c.grid = ""
 
     c.dataset = dataset_config()
 
@@ -75,7 +79,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-3
     c.train.momentum = 0.9
     c.train.weight_decay = 0.0
-    c.train.schedule = "constant"
+    c.train.schedule = "constant"  # or "cosine" (to 0 over the round's steps)
+    # Linear warm-up over the first epochs of every round (0 = none), from
+    # warmup_start x the rate; then the schedule over the remaining steps.
+    c.train.warmup_epochs = 0
+    c.train.warmup_start = 0.01
     c.train.epochs = 50
     c.train.batch_size = 64
     c.train.eval_batch_size = 512
@@ -84,14 +92,52 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.step_loop = "auto"
     c.train.reinit = True  # re-initialise the model each round (False: warm start)
     c.train.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": False})
+    # Per image, before crop and flip; 0 = off.
+    c.train.augment.rotation = 0.0  # degrees r: angle U[-r, r], bilinear, zero fill
+    c.train.augment.contrast = 0.0  # c: factor U[1 - c, 1 + c] about the mean luma
+    c.train.augment.hue = 0.0  # h: shift U[-h, h] turns (YIQ chroma rotation), RGB only
     c.train.early_stop = ml_collections.ConfigDict()
     c.train.early_stop.train_accuracy = ml_collections.FieldReference(None, field_type=float)
     c.train.early_stop.patience = ml_collections.FieldReference(None, field_type=int)
 
     c.initial = ml_collections.ConfigDict()
+    # random | class_balanced | from_file | cluster (k-means, K = classes) |
+    # hardest (top self-supervised loss) | binned (Chandra et al. 2021 §4.1)
     c.initial.strategy = "random"
-    c.initial.size = 20  # for "random"
+    c.initial.size = 20  # for "random", "cluster", "hardest", "binned"
     c.initial.per_class = 2  # for "class_balanced"
+    # for "from_file": a .npy / .txt / .csv / .npz of pool indices, [n] (every
+    # seed) or [S, n] (row i = seed + i); labeled_indices.npz of a run works
+    c.initial.file = config_dict.placeholder(str)
+    c.initial.file_key = config_dict.placeholder(str)  # the array of a .npz (e.g. margin/order)
+    c.initial.file_take = config_dict.placeholder(int)  # the first m of each row (None: all)
+    # for "cluster": features to cluster: simclr | vae | ae | raw | file:PATH ([N, d])
+    c.initial.features = "simclr"
+    c.initial.cluster_share = "equal"  # equal (B/K per cluster) | proportional (|C_j| B / N)
+    c.initial.kmeans_iters = 100  # most Lloyd iterations (stops at convergence)
+    # for "hardest" / "binned": the score: vae (reconstruction error) | vae_elbo
+    # (negative ELBO) | ae (reconstruction error) | simclr (contrastive loss)
+    c.initial.score = "vae"
+    c.initial.bins = 2  # for "binned": n bins of the sorted scores
+    # Where the trained encoders are cached (relative paths: from the workdir);
+    # None = <workdir>/initial. Every strategy, seed and resume reuses them.
+    c.initial.cache_dir = config_dict.placeholder(str)
+    # Self-supervised encoders (AE, VAE, SimCLR) trained on the unlabeled pool.
+    c.initial.ssl = ml_collections.ConfigDict(
+        dict(
+            arch="auto",  # auto (conv: H, W divisible by 16; else mlp) | mlp | conv | model
+            latent=32,  # latent size (AE/VAE) and SimCLR projection size
+            hidden=256,  # width of the mlp layers
+            epochs=50,
+            batch_size=128,
+            learning_rate=1e-3,  # Adam
+            weight_decay=0.0,
+            val_fraction=0.05,  # held out; the weights of the best validation epoch are kept
+            temperature=0.5,  # SimCLR NT-Xent temperature
+            step_loop="auto",  # device | host (Python loop of jitted steps) | auto
+            seed=0,  # encoder randomness (one encoder per run, shared by all seeds)
+        )
+    )
 
     c.query_size = 10  # k, points labeled per round
     c.budget = ml_collections.FieldReference(None, field_type=int)  # total labels at the end

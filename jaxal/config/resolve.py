@@ -3,6 +3,7 @@ of sizes, the model."""
 
 from __future__ import annotations
 
+from jaxal import grid as grid_lib
 from jaxal import initial as initial_lib
 from jaxal import models as models_lib
 from jaxal.config.strategy_list import parse_strategies
@@ -82,6 +83,7 @@ def settings(config) -> RunSettings:
         budget=None if config.budget is None else int(config.budget),
         num_rounds=None if config.num_rounds is None else int(config.num_rounds),
         score_batch_size=int(config.score_batch_size),
+        grid=grid_lib.parse(config.get("grid", "")),
         checkpoint_enabled=bool(config.checkpoint.enabled),
         checkpoint_max_to_keep=int(config.checkpoint.max_to_keep),
         checkpoint_async=bool(config.checkpoint.async_save),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from jaxal import data as data_lib
+from jaxal import grid as grid_lib
 from jaxal import initial as initial_lib
 from jaxal import models as models_lib
 from jaxal import report as report_lib
@@ -18,7 +19,7 @@ from jaxal import train as train_lib
 from jaxal.config.errors import ConfigError, _fail
 from jaxal.config.resolve import make_plan, model_kwargs
 from jaxal.config.strategy_list import parse_strategies
-from jaxal.settings import Plan
+from jaxal.settings import Plan, TrainSettings
 
 SEED_EXECUTION = ("auto", "vmap", "loop")
 
@@ -47,10 +48,23 @@ _INTS = (
     "train.batch_size",
     "train.eval_batch_size",
     "train.augment.crop_padding",
+    "train.warmup_epochs",
 )
 _OPTIONAL_INTS = ("budget", "num_rounds", "train.early_stop.patience")
-_NUMBERS = ("train.learning_rate", "train.momentum", "train.weight_decay", "train.epochs")
+_NUMBERS = (
+    "train.learning_rate",
+    "train.momentum",
+    "train.weight_decay",
+    "train.epochs",
+    "train.warmup_start",
+)
 _OPTIONAL_NUMBERS = ("train.early_stop.train_accuracy",)
+# Augmentation strengths: (key, lowest, highest, unit).
+_AUGMENT_RANGES = (
+    ("train.augment.rotation", 0.0, 180.0, "degrees"),
+    ("train.augment.contrast", 0.0, 1.0, "contrast factor spread"),
+    ("train.augment.hue", 0.0, 0.5, "turns of the colour circle"),
+)
 _STRINGS = (
     "seed_execution",
     "strategy",
@@ -60,6 +74,7 @@ _STRINGS = (
     "initial.strategy",
     "mc.mode",
     "model.name",
+    "grid",
 )
 _BOOLS = ("train.reinit", "train.augment.flip")
 _MAX_INT = 2**31 - 1
@@ -156,8 +171,20 @@ def validate(config, *, custom_model=None) -> None:
         _fail("train.epochs", t.epochs, "must be a positive integer")
     if t.weight_decay < 0:
         _fail("train.weight_decay", t.weight_decay, "must be >= 0")
+    if not 0 <= t.warmup_epochs <= t.epochs:
+        _fail("train.warmup_epochs", t.warmup_epochs, f"must be in [0, train.epochs={t.epochs}]")
+    if not 0 <= t.warmup_start <= 1:
+        _fail("train.warmup_start", t.warmup_start, "must be in [0, 1]")
+    try:
+        grid_lib.check(grid_lib.parse(config.grid), TrainSettings.of(t))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if t.augment.crop_padding < 0:
         _fail("train.augment.crop_padding", t.augment.crop_padding, "must be >= 0")
+    for key, lo, hi, unit in _AUGMENT_RANGES:
+        v = t.augment.get(key.rsplit(".", 1)[1], 0.0)  # absent = off
+        if not (_is_number(v) and lo <= v <= hi):
+            _fail(key, v, f"must be a number in [{lo:g}, {hi:g}] ({unit}; 0 = off)")
     es = t.early_stop
     if es.train_accuracy is not None and not 0 < es.train_accuracy <= 1:
         _fail("train.early_stop.train_accuracy", es.train_accuracy, "must be in (0, 1] or None")
@@ -288,7 +315,13 @@ def validate_sizes(config, dataset) -> Plan:
     plan = make_plan(config, dataset)
     n, init, total = plan.num_pool, plan.initial_size, plan.budget
     try:
-        initial_lib.validate_sizes(config.initial, dataset.y_train, plan.num_classes)
+        initial_lib.validate_sizes(
+            config.initial,
+            dataset.y_train,
+            plan.num_classes,
+            num_seeds=int(config.num_seeds),
+            x_shape=dataset.x_train.shape,
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from None
     key = initial_lib.size_key(config.initial)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jaxal import grid as grid_lib
+from jaxal.grid import series_name
+
 USAGE_EXIT = 2
 PHASES = ("train_seconds", "eval_seconds", "score_seconds", "select_seconds")
 _INT_COLUMNS = ("seed", "round", "num_labeled", "train_epochs", "diverged")
@@ -74,14 +77,18 @@ class Run:
 
 
 def _parse_row(raw: dict) -> dict:
+    """A results.csv row typed; in a grid run its ``strategy`` becomes the series
+    ``strategy@setting`` (the strategy alone stays in ``base_strategy``)."""
     out = {}
     for k, v in raw.items():
-        if k == "strategy" or k is None:
+        if k in ("strategy", "setting") or k is None:
             out[k] = v
         elif k in _INT_COLUMNS:
             out[k] = int(float(v))
         else:
             out[k] = float(v) if v not in ("", None) else float("nan")
+    if out.get("setting"):
+        out["base_strategy"], out["strategy"] = out["strategy"], series_name(out)
     return out
 
 
@@ -99,11 +106,18 @@ def _split_top(text: str) -> list[str]:
 
 
 def _config_labels(config: dict) -> list[str]:
-    """The strategy labels of ``config.strategy`` (as the run names them)."""
+    """The strategy labels of ``config.strategy`` (as the run names them); with a
+    ``config.grid``, one series ``label@setting`` per strategy and setting."""
     labels = []
     for item in _split_top(str(config.get("strategy") or "")):
         head = item.split("(", 1)[0]
         labels.append(item.split("=", 1)[0].strip() if "=" in head else "".join(item.split()))
+    try:
+        settings = grid_lib.parse(config.get("grid") or "")
+    except ValueError:
+        settings = ()
+    if settings:
+        labels = [f"{lb}@{grid_lib.name(g)}" for lb in labels for g in settings]
     return labels
 
 
