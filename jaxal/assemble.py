@@ -114,13 +114,14 @@ class Run:
                 mc=s.mc,
                 score_batch_size=s.score_batch_size,
                 initial_inputs=self.prepare_initial(),
+                schedule=s.schedule,
             )
         return self._engines[label]
 
 
 def to_device(ds: data_lib.Dataset, placement=parallel.SINGLE_DEVICE) -> Data:
     """The dataset as device arrays: on the default device, or replicated on the mesh."""
-    arrays = (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.x_val, ds.y_val)
+    arrays = (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.x_val, ds.y_val, *ds.val2())
     if placement.mesh is None:
         return Data(*(jnp.asarray(a) for a in arrays))
     return parallel.put_shared(Data(*arrays), placement)

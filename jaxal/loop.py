@@ -18,14 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import interrupt, parallel
+from jaxal import interrupt, labeling_rate, parallel
 from jaxal import train as train_lib
 from jaxal.grid import Lanes
 from jaxal.initial import InitialInputs, bind_inputs, initial_pool
 from jaxal.models.base import Model
 from jaxal.predict import make_predict
 from jaxal.rng import Purpose, derive, seed_keys
-from jaxal.settings import InitialSettings, MCSettings, Plan, TrainSettings
+from jaxal.settings import InitialSettings, MCSettings, Plan, ScheduleSettings, TrainSettings
 from jaxal.strategies.base import Outputs, Strategy, masked_top_k
 
 Array = jax.Array
@@ -41,6 +41,9 @@ class SeedState(NamedTuple):
     variables: Any  # model variables after the last fit (the warm-start source)
     strategy_state: Any  # e.g. the score history of history_subsample
     hparams: Any  # {learning_rate, weight_decay, momentum}: the lane's optimizer values
+    # The round loop's own per-lane state (query size, best metric, rounds without
+    # improvement, stopped): see `_schedule_step`. Set by `init_state`.
+    schedule: Any = None
 
 
 class RoundRecord(NamedTuple):
@@ -50,7 +53,7 @@ class RoundRecord(NamedTuple):
     Phase seconds are wall time of the phase for all seeds together."""
 
     round: int
-    num_labeled: int
+    num_labeled: int  # the labels of the lanes this round (the most, if they differ)
     test_accuracy: np.ndarray
     test_nll: np.ndarray
     train_epochs: np.ndarray
@@ -60,6 +63,12 @@ class RoundRecord(NamedTuple):
     eval_seconds: float
     score_seconds: float
     select_seconds: float
+    labels: np.ndarray | None = None  # int [L]: each lane's labels this round
+    val_accuracy: np.ndarray | None = None  # [L] on validation split 1 (nan: none)
+    val2_accuracy: np.ndarray | None = None  # [L] on validation split 2 (nan: none)
+    queried: np.ndarray | None = None  # int [L]: labels acquired after this round
+    active: np.ndarray | None = None  # bool [L]: the lane ran this round (not stopped before)
+    stopped: np.ndarray | None = None  # bool [L]: the lane stopped after this round
 
 
 class TrainPhases(NamedTuple):
@@ -67,7 +76,7 @@ class TrainPhases(NamedTuple):
     they compile once per run, not once per strategy)."""
 
     fit: Callable  # (state, round, data) -> (variables, FitMetrics)
-    evaluate: Callable  # (variables, data) -> (acc, nll)
+    evaluate: Callable  # (variables, data) -> (acc, nll, val acc, val2 acc)
     executor: parallel.SeedExecutor
     train: TrainSettings | None = None  # its values are the lanes' default hyperparameters
 
@@ -80,10 +89,11 @@ class Engine(NamedTuple):
     evaluate: Callable  # (variables, data) -> (acc, nll)
     score: Callable  # (state, round, data) -> (candidates | None, Outputs)
     score_first: Callable | None  # round 0's score for `score_pool_first` strategies
-    select: Callable  # (state, round, candidates, outputs, take, diverged) -> (state, picked)
+    select: Callable  # (state, round, candidates, outputs, take [L], diverged) -> (state, picked)
     plan: Plan
     executor: parallel.SeedExecutor
     train: TrainSettings | None = None  # the default hyperparameters of a lane
+    schedule: ScheduleSettings | None = None  # labels per round and stopping
 
     @property
     def seed_execution(self) -> str:
@@ -118,7 +128,10 @@ def make_train_phases(
         return state.order, state.num_labeled, derive(state.key, round_, Purpose.TRAIN)
 
     def evaluate_seed(variables, data: train_lib.Data):
-        return eval_fn(variables, data.x_test, data.y_test)
+        acc, nll = eval_fn(variables, data.x_test, data.y_test)
+        val_acc, _ = eval_fn(variables, data.x_val, data.y_val)  # nan without the split
+        val2_acc, _ = eval_fn(variables, data.x_val2, data.y_val2)
+        return acc, nll, val_acc, val2_acc
 
     if train.step_loop == "device":
         fit_fn = train_lib.make_fit(model, train, train.eval_batch_size, grid)
@@ -173,6 +186,7 @@ def make_engine(
     mc: MCSettings,
     score_batch_size: int,
     initial_inputs: InitialInputs | None = None,
+    schedule: ScheduleSettings | None = None,
 ) -> Engine:
     """Build the per-seed phases of one strategy's run and wrap them for S seeds.
 
@@ -257,10 +271,11 @@ def make_engine(
             if strategy.score_pool_first
             else None
         ),
-        select=ex.wrap(select_seed, (0, None, 0, 0, None, 0)),
+        select=ex.wrap(select_seed, (0, None, 0, 0, 0, 0)),  # take: per lane
         plan=plan,
         executor=ex,
         train=phases.train,
+        schedule=schedule,
     )
 
 
@@ -285,7 +300,64 @@ def init_state(engine: Engine, seeds, data: train_lib.Data) -> SeedState:
     hparams = parallel.put_seeds(
         {k: jnp.asarray(v) for k, v in lanes.hparams().items()}, engine.placement
     )
-    return _block(engine.init(keys, hparams, data))
+    state = engine.init(keys, hparams, data)
+    schedule = _initial_schedule(engine, len(lanes))
+    return _block(state._replace(schedule=parallel.put_seeds(schedule, engine.placement)))
+
+
+def _initial_schedule(engine: Engine, num_lanes: int) -> dict:
+    """Per lane: the query size to request next, the previous round's rate
+    metric, the best stop metric, rounds without improvement, stopped."""
+    sch = engine.schedule or ScheduleSettings()
+    k0 = sch.k0 or engine.plan.query_size
+    return {
+        "k": jnp.full((num_lanes,), k0, jnp.int32),
+        "prev": jnp.full((num_lanes,), jnp.nan, jnp.float32),
+        "best": jnp.full((num_lanes,), -jnp.inf, jnp.float32),
+        "bad": jnp.zeros((num_lanes,), jnp.int32),
+        "stopped": jnp.zeros((num_lanes,), bool),
+    }
+
+
+def _schedule_step(engine: Engine, schedule: dict, metrics: dict, labels: np.ndarray):
+    """After a round's evaluation: who stops, and how many labels each lane takes.
+
+    The Sherbrooke report's loop (:mod:`jaxal.labeling_rate`): with
+    ``stop.patience = P``, a lane stops once ``P`` rounds in a row have not
+    beaten its best ``stop.metric`` by more than ``min_delta`` (checked before
+    querying: it labels nothing more); with ``labeling_rate.schedule=adaptive``
+    the next query size is Algorithm 1's, from the last two rounds'
+    ``labeling_rate.metric``, at most ``query_size``. Host numpy, per lane.
+
+    Returns ``(new schedule, take int32[L], active bool[L], stopped_now bool[L])``.
+    """
+    plan, sch = engine.plan, engine.schedule or ScheduleSettings()
+    s = {k: np.asarray(v) for k, v in schedule.items()}
+    active = ~s["stopped"]
+    stop_now = np.zeros_like(active)
+    best, bad = s["best"], s["bad"]
+    if sch.patience is not None:
+        a = np.asarray(metrics[sch.stop_metric], np.float32)
+        improve = np.isfinite(a) & (a > best + np.float32(sch.min_delta))
+        best = np.where(active & improve, a, best).astype(np.float32)
+        bad = np.where(active, np.where(improve, 0, bad + 1), bad).astype(np.int32)
+        stop_now = active & (bad >= sch.patience)
+    k, prev = s["k"], s["prev"]
+    if sch.adaptive:
+        q = plan.query_size
+        rate = labeling_rate.LabelingRateSettings(sch.epsilon, sch.g, sch.R or q, sch.k0 or q)
+        a = np.asarray(metrics[sch.rate_metric], np.float32)
+        k = np.where(active, labeling_rate.next_query_sizes(prev, a, k, rate, q), k)
+        prev = np.where(active, a, prev).astype(np.float32)
+    take = np.where(active & ~stop_now, np.minimum(k, plan.budget - labels), 0).astype(np.int32)
+    new = {
+        "k": k.astype(np.int32),
+        "prev": prev,
+        "best": best,
+        "bad": bad,
+        "stopped": s["stopped"] | stop_now,
+    }
+    return new, take, active, stop_now
 
 
 def rounds(
@@ -307,30 +379,44 @@ def rounds(
     plan = engine.plan
     if state is None:
         state = init_state(engine, seeds, data)
+    if state.schedule is None:  # a state built without init_state
+        state = state._replace(
+            schedule=parallel.put_seeds(
+                _initial_schedule(engine, state.num_labeled.shape[0]), engine.placement
+            )
+        )
     for r in range(start_round, plan.num_rounds):
+        if bool(np.all(parallel.to_host(state.schedule["stopped"]))):
+            return  # every lane has stopped (stop.patience)
         interrupt.check()  # SIGTERM / Ctrl-C: stop before the next round
         rr = jnp.int32(r)
         t0 = time.perf_counter()
         variables, fm = _block(engine.fit(state, rr, data))
         t1 = time.perf_counter()
-        acc, nll = _block(engine.evaluate(variables, data))
+        evaluated = engine.evaluate(variables, data)
+        acc, nll, val_acc, val2_acc = (parallel.to_host(a) for a in evaluated)
         t2 = time.perf_counter()
         state = state._replace(variables=variables)
-        n_now = int(parallel.to_host(state.num_labeled)[0])
+        labels = parallel.to_host(state.num_labeled).astype(np.int64)
+        metrics = {"test_accuracy": acc, "val_accuracy": val_acc, "val2_accuracy": val2_acc}
+        schedule, take, active, stopped = _schedule_step(engine, state.schedule, metrics, labels)
+        state = state._replace(schedule=parallel.put_seeds(schedule, engine.placement))
         t_score = t_select = 0.0
-        if r < plan.num_acquisitions:
-            take = jnp.int32(plan.take(n_now))
+        if r < plan.num_acquisitions and take.any():
             first = r == 0 and engine.score_first is not None
             score = engine.score_first if first else engine.score
             cand, outputs = _block(score(state, rr, data))
             t3 = time.perf_counter()
-            state, _ = _block(engine.select(state, rr, cand, outputs, take, fm.diverged))
+            take_dev = parallel.put_seeds(jnp.asarray(take), engine.placement)
+            state, _ = _block(engine.select(state, rr, cand, outputs, take_dev, fm.diverged))
             t_score, t_select = t3 - t2, time.perf_counter() - t3
+        else:
+            take = np.zeros_like(take)
         rec = RoundRecord(
             round=r,
-            num_labeled=n_now,
-            test_accuracy=parallel.to_host(acc),
-            test_nll=parallel.to_host(nll),
+            num_labeled=int(labels[active].max()),
+            test_accuracy=acc,
+            test_nll=nll,
             train_epochs=parallel.to_host(fm.epochs),
             train_accuracy=parallel.to_host(fm.train_accuracy),
             diverged=parallel.to_host(fm.diverged),
@@ -338,6 +424,12 @@ def rounds(
             eval_seconds=t2 - t1,
             score_seconds=t_score,
             select_seconds=t_select,
+            labels=labels,
+            val_accuracy=val_acc,
+            val2_accuracy=val2_acc,
+            queried=take,
+            active=active,
+            stopped=stopped,
         )
         yield rec, state
 

@@ -20,6 +20,10 @@ COLUMNS = (
     "test_nll",
     "train_epochs",
     "train_accuracy",
+    "val_accuracy",
+    "val2_accuracy",
+    "queried",
+    "stopped",
     "diverged",
     "train_seconds",
     "eval_seconds",
@@ -37,19 +41,27 @@ def rows(strategy: str, seeds, records: Sequence[RoundRecord]) -> list[dict]:
     lane_seeds = seeds.seed if lanes is not None else seeds
     out = []
     s = len(lane_seeds)
+    nan = np.full(s, np.nan)
     for rec in records:
+        labels = rec.labels if rec.labels is not None else np.full(s, rec.num_labeled)
         for i, seed in enumerate(lane_seeds):
+            if rec.active is not None and not rec.active[i]:
+                continue  # the lane stopped in an earlier round (stop.patience)
             out.append(
                 {
                     "strategy": strategy,
                     **(lanes.columns(i) if lanes is not None else {}),
                     "seed": int(seed),
                     "round": rec.round,
-                    "num_labeled": rec.num_labeled,
+                    "num_labeled": int(labels[i]),
                     "test_accuracy": float(rec.test_accuracy[i]),
                     "test_nll": float(rec.test_nll[i]),
                     "train_epochs": int(rec.train_epochs[i]),
                     "train_accuracy": float(rec.train_accuracy[i]),
+                    "val_accuracy": float(_or(rec.val_accuracy, nan)[i]),
+                    "val2_accuracy": float(_or(rec.val2_accuracy, nan)[i]),
+                    "queried": int(_or(rec.queried, np.zeros(s, int))[i]),
+                    "stopped": int(_or(rec.stopped, np.zeros(s, int))[i]),
                     "diverged": int(rec.diverged[i]),
                     "train_seconds": rec.train_seconds / s,
                     "eval_seconds": rec.eval_seconds / s,
@@ -58,6 +70,10 @@ def rows(strategy: str, seeds, records: Sequence[RoundRecord]) -> list[dict]:
                 }
             )
     return out
+
+
+def _or(a, default):
+    return default if a is None else a
 
 
 def write_csv(path: str, all_rows: Sequence[dict]) -> None:

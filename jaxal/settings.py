@@ -182,6 +182,38 @@ class MCSettings:
     consistent: bool = False
 
 
+ROUND_METRICS = ("val2_accuracy", "val_accuracy", "test_accuracy")
+LABELING_RATES = ("fixed", "adaptive")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleSettings:
+    """Per-round labels and active-learning-level stopping (``config.labeling_rate``,
+    ``config.stop``); see :mod:`jaxal.labeling_rate` (the Sherbrooke report).
+
+    ``rate="fixed"`` labels ``query_size`` per round; ``"adaptive"`` sets each
+    lane's next query size with the report's Algorithm 1 from ``rate_metric``
+    (``epsilon``, ``g``, ``R``, ``k0``; bounded by ``query_size``, the per-round
+    capacity). ``patience``: a lane stops (labels nothing more, writes no more
+    rows) after ``patience`` rounds in a row without ``stop_metric`` beating its
+    best by more than ``min_delta``.
+    """
+
+    rate: str = "fixed"
+    epsilon: float = 0.01
+    g: float = 0.05
+    R: int = 0  # 0 = query_size
+    k0: int = 0  # 0 = query_size
+    rate_metric: str = "val2_accuracy"
+    patience: int | None = None
+    min_delta: float = 0.0
+    stop_metric: str = "val2_accuracy"
+
+    @property
+    def adaptive(self) -> bool:
+        return self.rate == "adaptive"
+
+
 @dataclasses.dataclass(frozen=True)
 class ExecutionSettings:
     """How the seed axis runs and on which devices."""
@@ -260,6 +292,7 @@ class RunSettings:
     num_rounds: int | None
     score_batch_size: int
     grid: tuple = ()  # hyperparameter grid settings (jaxal.grid.parse)
+    schedule: ScheduleSettings = ScheduleSettings()
     checkpoint_enabled: bool = True
     checkpoint_max_to_keep: int = 3
     checkpoint_async: bool = True

@@ -46,6 +46,8 @@ class Data(NamedTuple):
     y_test: Array
     x_val: Array  # [0, ...] when there is no validation split
     y_val: Array
+    x_val2: Array | None = None  # the second validation split (dataset.val2_size)
+    y_val2: Array | None = None
 
 
 class FitMetrics(NamedTuple):
@@ -274,7 +276,7 @@ def make_evaluate(model: Model, batch_size: int) -> Callable:
     """``evaluate(variables, x, y) -> (accuracy, nll)`` over a whole split, chunked."""
 
     def evaluate(variables, x: Array, y: Array):
-        if x.shape[0] == 0:
+        if x is None or x.shape[0] == 0:
             return jnp.float32(jnp.nan), jnp.float32(jnp.nan)
         logits = map_chunks(lambda xb, _: model.apply(variables, xb, train=False)[0], x, batch_size)
         nll = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()

@@ -43,6 +43,18 @@ BAD = [
     ({"grid": "momentum=0.5"}, "config.grid", "momentum only applies to train.optimizer=sgd"),
     ({"train.warmup_epochs": 4}, "config.train.warmup_epochs", "[0, train.epochs=3]"),
     ({"train.warmup_start": 1.5}, "config.train.warmup_start", "[0, 1]"),
+    ({"labeling_rate.schedule": "fast"}, "config.labeling_rate.schedule", "adaptive"),
+    ({"labeling_rate.R": 50}, "config.labeling_rate.R", "query_size=5"),
+    ({"labeling_rate.epsilon": 0.0}, "config.labeling_rate.epsilon", "> 0"),
+    (
+        {"labeling_rate.schedule": "adaptive"},
+        "config.labeling_rate.metric",
+        "dataset.val2_size > 0",
+    ),
+    ({"stop.patience": 0}, "config.stop.patience", ">= 1"),
+    ({"stop.patience": 2, "stop.metric": "loss"}, "config.stop.metric", "val2_accuracy"),
+    ({"stop.patience": 2, "stop.metric": "val_accuracy"}, "config.stop.metric", "val_size > 0"),
+    ({"dataset.val2_size": -1}, "dataset.val2_size", "integer >= 0"),
 ]
 
 BAD_SIZES = [

@@ -40,7 +40,8 @@ def dataset_config() -> ml_collections.ConfigDict:
             download=False,
             normalize="standardize",
             pool_size=config_dict.placeholder(int),
-            val_size=0,
+            val_size=0,  # validation split 1 (early stopping, monitoring), from the pool
+            val2_size=0,  # validation split 2 (AL-level stopping, labeling rate), from the pool
             imbalance_factor=1.0,
             data_seed=0,
         )
@@ -123,23 +124,46 @@ def base_config() -> ml_collections.ConfigDict:
     # None = <workdir>/initial. Every strategy, seed and resume reuses them.
     c.initial.cache_dir = config_dict.placeholder(str)
     # Self-supervised encoders (AE, VAE, SimCLR) trained on the unlabeled pool.
-    c.initial.ssl = ml_collections.ConfigDict(
-        dict(
-            arch="auto",  # auto (conv: H, W divisible by 16; else mlp) | mlp | conv | model
-            latent=32,  # latent size (AE/VAE) and SimCLR projection size
-            hidden=256,  # width of the mlp layers
-            epochs=50,
-            batch_size=128,
-            learning_rate=1e-3,  # Adam
-            weight_decay=0.0,
-            val_fraction=0.05,  # held out; the weights of the best validation epoch are kept
-            temperature=0.5,  # SimCLR NT-Xent temperature
-            step_loop="auto",  # device | host (Python loop of jitted steps) | auto
-            seed=0,  # encoder randomness (one encoder per run, shared by all seeds)
-        )
-    )
+    c.initial.ssl = ml_collections.ConfigDict()
+    # auto (conv for images whose sides divide by 16, else mlp) | mlp | conv |
+    # model (SimCLR only: the backbone of config.model, e.g. ResNet-18 as in the paper)
+    c.initial.ssl.arch = "auto"
+    c.initial.ssl.latent = 32  # latent size (AE/VAE) and SimCLR projection size
+    c.initial.ssl.hidden = 256  # width of the mlp layers; SimCLR backbone output for mlp/conv
+    c.initial.ssl.epochs = 50
+    c.initial.ssl.batch_size = 128  # also the chunk whose other points are SimCLR's negatives
+    c.initial.ssl.learning_rate = 1e-3  # Adam
+    c.initial.ssl.weight_decay = 0.0
+    c.initial.ssl.val_fraction = 0.05  # held out; the best validation epoch's weights are kept
+    c.initial.ssl.temperature = 0.5  # SimCLR NT-Xent temperature
+    c.initial.ssl.step_loop = "auto"  # device | host (Python loop of jitted steps) | auto
+    c.initial.ssl.seed = 0  # encoder randomness: one encoder per run, shared by all seeds
 
-    c.query_size = 10  # k, points labeled per round
+    c.query_size = 10  # k, points labeled per round (with an adaptive rate: the most)
+    # Labels per round (the Sherbrooke report's Algorithm 1, jaxal.labeling_rate):
+    # "fixed" = query_size; "adaptive" = next k from the last gain of `metric`,
+    # ceil(min(R, min(g, 1 - a) / delta)), delta = max(epsilon, a(i) - a(i-1)) / k,
+    # per seed, at most query_size. R, k0: 0 = query_size. The report gives no
+    # values for epsilon, g, R: these defaults are jaxal's.
+    c.labeling_rate = ml_collections.ConfigDict(
+        {
+            "schedule": "fixed",
+            "epsilon": 0.01,
+            "g": 0.05,
+            "R": 0,
+            "k0": 0,
+            "metric": "val2_accuracy",
+        }
+    )
+    # Active-learning-level stopping: a seed stops after `patience` rounds in a
+    # row without `metric` beating its best by more than min_delta (None = off).
+    c.stop = ml_collections.ConfigDict(
+        {
+            "patience": ml_collections.FieldReference(None, field_type=int),
+            "min_delta": 0.0,
+            "metric": "val2_accuracy",
+        }
+    )
     c.budget = ml_collections.FieldReference(None, field_type=int)  # total labels at the end
     c.num_rounds = ml_collections.FieldReference(None, field_type=int)  # acquisitions
 

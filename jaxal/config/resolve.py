@@ -3,6 +3,8 @@ of sizes, the model."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from jaxal import grid as grid_lib
 from jaxal import initial as initial_lib
 from jaxal import models as models_lib
@@ -13,6 +15,7 @@ from jaxal.settings import (
     MCSettings,
     Plan,
     RunSettings,
+    ScheduleSettings,
     TrainSettings,
 )
 
@@ -61,6 +64,30 @@ def build_model(config_or_settings, num_classes: int):
     return ensemble(model, size) if size > 1 else model
 
 
+def schedule_settings(config) -> ScheduleSettings:
+    """``config.labeling_rate`` and ``config.stop`` (defaults where a config lacks them)."""
+    lr, st = config.get("labeling_rate"), config.get("stop")
+    out = ScheduleSettings()
+    if lr is not None:
+        out = dataclasses.replace(
+            out,
+            rate=str(lr.schedule),
+            epsilon=float(lr.epsilon),
+            g=float(lr.g),
+            R=int(lr.R or 0),
+            k0=int(lr.k0 or 0),
+            rate_metric=str(lr.metric),
+        )
+    if st is not None:
+        out = dataclasses.replace(
+            out,
+            patience=None if st.patience is None else int(st.patience),
+            min_delta=float(st.min_delta),
+            stop_metric=str(st.metric),
+        )
+    return out
+
+
 def settings(config) -> RunSettings:
     """The typed settings of a validated config: what the engine reads."""
     t = config.train
@@ -84,6 +111,7 @@ def settings(config) -> RunSettings:
         num_rounds=None if config.num_rounds is None else int(config.num_rounds),
         score_batch_size=int(config.score_batch_size),
         grid=grid_lib.parse(config.get("grid", "")),
+        schedule=schedule_settings(config),
         checkpoint_enabled=bool(config.checkpoint.enabled),
         checkpoint_max_to_keep=int(config.checkpoint.max_to_keep),
         checkpoint_async=bool(config.checkpoint.async_save),

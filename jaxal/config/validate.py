@@ -19,7 +19,7 @@ from jaxal import train as train_lib
 from jaxal.config.errors import ConfigError, _fail
 from jaxal.config.resolve import make_plan, model_kwargs
 from jaxal.config.strategy_list import parse_strategies
-from jaxal.settings import Plan, TrainSettings
+from jaxal.settings import LABELING_RATES, ROUND_METRICS, Plan, TrainSettings
 
 SEED_EXECUTION = ("auto", "vmap", "loop")
 
@@ -220,6 +220,47 @@ def validate(config, *, custom_model=None) -> None:
     if int(config.score_batch_size) < 1:
         _fail("score_batch_size", config.score_batch_size, "must be >= 1")
     _validate_sampling(config, specs)
+    _validate_schedule(config)
+
+
+_SPLIT_OF = {"val_accuracy": "val_size", "val2_accuracy": "val2_size"}
+
+
+def _validate_schedule(config) -> None:
+    """``config.labeling_rate`` and ``config.stop`` (the Sherbrooke report's loop)."""
+    lr, st = config.get("labeling_rate"), config.get("stop")
+    k = int(config.query_size)
+    if lr is not None:
+        if lr.schedule not in LABELING_RATES:
+            _fail("labeling_rate.schedule", lr.schedule, f"allowed: {', '.join(LABELING_RATES)}")
+        for key in ("epsilon", "g"):
+            if not _is_number(lr[key]) or not lr[key] > 0:
+                _fail(f"labeling_rate.{key}", lr[key], "must be a finite number > 0")
+        for key in ("R", "k0"):
+            if not _is_int(lr[key]) or not 0 <= lr[key] <= k:
+                _fail(
+                    f"labeling_rate.{key}",
+                    lr[key],
+                    f"must be an integer in [0, query_size={k}] (0 = query_size; query_size "
+                    "is the most one round can label)",
+                )
+        if lr.schedule == "adaptive":
+            _check_metric(config, "labeling_rate.metric", lr.metric)
+    if st is not None:
+        if st.patience is not None and (not _is_int(st.patience) or st.patience < 1):
+            _fail("stop.patience", st.patience, "must be an integer >= 1 or None")
+        if not _is_number(st.min_delta) or st.min_delta < 0:
+            _fail("stop.min_delta", st.min_delta, "must be a finite number >= 0")
+        if st.patience is not None:
+            _check_metric(config, "stop.metric", st.metric)
+
+
+def _check_metric(config, key: str, metric) -> None:
+    if metric not in ROUND_METRICS:
+        _fail(key, metric, f"allowed: {', '.join(ROUND_METRICS)}")
+    split = _SPLIT_OF.get(metric)
+    if split and not config.dataset.get(split):
+        _fail(key, metric, f"needs that validation split: set config.dataset.{split} > 0")
 
 
 def _validate_model(config) -> None:

@@ -25,6 +25,16 @@ class Dataset(NamedTuple):
     x_val: np.ndarray
     y_val: np.ndarray
     num_classes: int
+    # A second validation split (``dataset.val2_size``), e.g. for the stopping
+    # decision of the Sherbrooke report; ``None`` = empty.
+    x_val2: np.ndarray | None = None
+    y_val2: np.ndarray | None = None
+
+    def val2(self) -> tuple[np.ndarray, np.ndarray]:
+        """The second validation split, ``[0, ...]`` arrays when there is none."""
+        if self.x_val2 is None:
+            return np.zeros((0, *self.x_train.shape[1:]), np.float32), np.zeros((0,), np.int32)
+        return self.x_val2, self.y_val2
 
 
 def without_validation(name: str, x_train, y_train, x_test, y_test, num_classes: int) -> Dataset:

@@ -65,6 +65,9 @@ def validate(cfg) -> None:
         raise _bad("pool_size", cfg.pool_size, "expected None (whole pool) or an integer > 0")
     if not (_is_int(cfg.val_size) and cfg.val_size >= 0):
         raise _bad("val_size", cfg.val_size, "expected an integer >= 0")
+    val2 = cfg.get("val2_size", 0) if hasattr(cfg, "get") else getattr(cfg, "val2_size", 0)
+    if not (_is_int(val2) and val2 >= 0):
+        raise _bad("val2_size", val2, "expected an integer >= 0")
     f = cfg.imbalance_factor
     if not (isinstance(f, numbers.Real) and not isinstance(f, bool) and math.isfinite(f)):
         raise _bad("imbalance_factor", f, "expected a finite number >= 1 (1 = balanced)")

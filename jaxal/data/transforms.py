@@ -150,6 +150,14 @@ def apply_options(ds: Dataset, cfg) -> Dataset:
         val = stratified_indices(y, cfg.val_size, rng)
         rest = np.setdiff1d(np.arange(len(y)), val)
         x_val, y_val, x, y = x[val], y[val], x[rest], y[rest]
+    x_val2, y_val2 = ds.val2()
+    val2_size = int(getattr(cfg, "val2_size", 0) or 0)
+    if val2_size:  # drawn after split 1, from what is left (disjoint from it)
+        if val2_size >= len(y):
+            raise _bad("val2_size", val2_size, f"must leave a pool: {len(y)} examples are left")
+        val = stratified_indices(y, val2_size, rng)
+        rest = np.setdiff1d(np.arange(len(y)), val)
+        x_val2, y_val2, x, y = x[val], y[val], x[rest], y[rest]
     if cfg.pool_size is not None:
         if cfg.pool_size > len(y):
             raise _bad("pool_size", cfg.pool_size, f"larger than the pool ({len(y)} examples)")
@@ -158,7 +166,9 @@ def apply_options(ds: Dataset, cfg) -> Dataset:
     x_test = ds.x_test
     if cfg.normalize == "standardize":
         mean, std = channel_stats(x)
-        x, x_val, x_test = (standardize(a, mean, std) for a in (x, x_val, x_test))
+        x, x_val, x_val2, x_test = (
+            standardize(a, mean, std) for a in (x, x_val, x_val2, x_test)
+        )
     # No cast of x: standardize already returns float32, and "none" keeps the dtype
     # (float32 for the bundled and tfds sets, so those arrays are unchanged).
     return ds._replace(
@@ -168,4 +178,6 @@ def apply_options(ds: Dataset, cfg) -> Dataset:
         y_test=ds.y_test.astype(np.int32, copy=False),
         x_val=x_val,
         y_val=y_val.astype(np.int32, copy=False),
+        x_val2=x_val2,
+        y_val2=np.asarray(y_val2).astype(np.int32, copy=False),
     )

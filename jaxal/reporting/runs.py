@@ -15,7 +15,7 @@ from jaxal.grid import series_name
 
 USAGE_EXIT = 2
 PHASES = ("train_seconds", "eval_seconds", "score_seconds", "select_seconds")
-_INT_COLUMNS = ("seed", "round", "num_labeled", "train_epochs", "diverged")
+_INT_COLUMNS = ("seed", "round", "num_labeled", "train_epochs", "diverged", "queried", "stopped")
 # Config keys that do not change what a run computes (or are compared by other
 # means: seeds by value, strategies by label, budgets on the labels axis). They
 # do not split the learning curves into facets, nor stop a run's `random` from
