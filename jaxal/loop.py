@@ -412,6 +412,8 @@ def rounds(
             t_score, t_select = t3 - t2, time.perf_counter() - t3
         else:
             take = np.zeros_like(take)
+        if r >= plan.num_acquisitions:
+            stopped = np.zeros_like(stopped)  # the last round: nothing left to stop
         rec = RoundRecord(
             round=r,
             num_labeled=int(labels[active].max()),

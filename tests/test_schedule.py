@@ -128,3 +128,32 @@ def test_adaptive_labeling_rate_follows_algorithm_1(tmp_path):
         for a, b in zip(rows, rows[1:], strict=False):
             assert int(b["num_labeled"]) == int(a["num_labeled"]) + int(a["queried"])
     assert len(sizes) > 1  # the rate did change (else this shows nothing)
+
+
+def _study_config(variant, **overrides):
+    import importlib.util
+
+    from jaxal.config import apply_overrides
+
+    path = os.path.join(
+        os.path.dirname(__file__), "..", "experiments", "labeling_rate", "config.py"
+    )
+    spec = importlib.util.spec_from_file_location("labeling_rate_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return apply_overrides(mod.get_config(variant), overrides)
+
+
+def test_study_smoke_variants_first_round(tmp_path):
+    for variant in ("smoke", "smoke_adaptive", "smoke_l2"):
+        cfg = _study_config(variant, num_rounds=0, num_seeds=2, **{"train.epochs": 2})
+        rows = run_experiment(cfg, str(tmp_path / variant), progress=False)
+        settings = max(cfg.grid.count(";") + 1, 1) if cfg.grid else 1
+        assert len(rows) == len(cfg.strategy.split(",")) * settings * 2, variant
+        assert all(r["num_labeled"] == 20 for r in rows)  # 2 per class, 10 classes
+        assert all(0 <= r["val2_accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1 for r in rows)
+    # the full variants are valid configs (their data is not on this machine)
+    from jaxal import config as config_lib
+
+    for variant in ("cifar10", "cifar10_adaptive", "cifar10_l2", "cifar10_noaug", "emnist"):
+        config_lib.validate(_study_config(variant))
