@@ -242,7 +242,7 @@ def test_reconstruction_error_ranks_off_manifold_points_first(name, score):
 
 def test_encoders_are_cached_and_reused(tmp_path, monkeypatch):
     x = np.random.default_rng(1).normal(size=(40, 6)).astype(np.float32)
-    s = SSLSettings(arch="mlp", latent=2, hidden=8, epochs=2, batch_size=16)
+    s = SSLSettings(arch="mlp", latent=2, hidden=8, epochs=1, batch_size=16)
     first = ssl.encode_pool("simclr", x, s, cache_dir=str(tmp_path))
     (path,) = [p for p in os.listdir(tmp_path) if p.endswith(".npz")]
     assert path.startswith("simclr-") and first["loss"].shape == (40,)
@@ -287,6 +287,7 @@ def test_study_smoke_first_round_uses_the_cached_vae_pool(tmp_path, monkeypatch)
             "num_seeds": 2,
             "budget": 30,
             "train.epochs": 3,
+            "checkpoint.enabled": False,
         },
     )  # budget = the initial pool: the first round only
     rows = run_experiment(config, str(tmp_path / "unit"), progress=False)
@@ -297,10 +298,13 @@ def test_study_smoke_first_round_uses_the_cached_vae_pool(tmp_path, monkeypatch)
     order = np.load(tmp_path / "unit" / "labeled_indices.npz")["passive/order"]
     expected = np.argsort(-recon, kind="stable")[:30]
     np.testing.assert_array_equal(order, [expected, expected])  # Eq. (1): the 30 hardest points
-    # A second unit (another strategy) reuses the encoder and gets the same pool.
+    # Another unit of the sweep (or the same one resumed) reuses the encoder: same pool.
+    from jaxal.initial import resolve_cache_dir
+
     monkeypatch.setattr(ssl, "train_and_encode", lambda *a, **k: pytest.fail("trained again"))
     apply_overrides(config, {"strategy": "me=entropy"})
-    run_experiment(config, str(tmp_path / "unit2"), progress=False)
-    order2 = np.load(tmp_path / "unit2" / "labeled_indices.npz")["me/order"]
-    np.testing.assert_array_equal(order2, order)
+    run = assemble(config)
+    run.prepare_initial(resolve_cache_dir(run.settings.initial, str(tmp_path / "unit2")))
+    state = init_state(run.engine("me"), run.seeds, run.data)
+    np.testing.assert_array_equal(np.asarray(state.order), order)
     assert len([p for p in os.listdir(tmp_path / "ssl_cache") if p.endswith(".npz")]) == 1
