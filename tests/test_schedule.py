@@ -157,3 +157,54 @@ def test_study_smoke_variants_first_round(tmp_path):
 
     for variant in ("cifar10", "cifar10_adaptive", "cifar10_l2", "cifar10_noaug", "emnist"):
         config_lib.validate(_study_config(variant))
+
+
+def test_stopping_and_adaptive_rate_resume_exactly(tmp_path, monkeypatch):
+    """The per-seed schedule (query size, best metric, patience count, stopped)
+    is checkpointed state: stopping mid-run and resuming gives the same run."""
+    import signal
+
+    from jaxal import interrupt
+
+    cfg = dict(
+        num_seeds=2,
+        query_size=20,
+        num_rounds=6,
+        budget=None,
+        strategy="random,entropy",
+        **{
+            "dataset.val2_size": 80,
+            "labeling_rate.schedule": "adaptive",
+            "labeling_rate.k0": 5,
+            "stop.patience": 2,
+            "train.epochs": 3,
+        },
+    )
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    run_experiment(tiny_config(**cfg), full, progress=False)
+    calls = {"n": 0}
+    real = interrupt.check
+
+    def stop_at_the_ninth_round():  # entropy's round 2 (random has 7 rounds at most)
+        calls["n"] += 1
+        if calls["n"] == 9:
+            interrupt.request(signal.SIGTERM)
+        real()
+
+    monkeypatch.setattr(interrupt, "check", stop_at_the_ninth_round)
+    try:
+        run_experiment(tiny_config(**cfg), cut, progress=False)
+        raise AssertionError("the run was not interrupted")
+    except interrupt.Interrupted:
+        pass
+    finally:
+        interrupt._requested.clear()
+    monkeypatch.setattr(interrupt, "check", real)
+    run_experiment(tiny_config(**cfg), cut, progress=False)
+    timing = ("train_seconds", "eval_seconds", "score_seconds", "select_seconds")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+    assert strip(_rows(cut)) == strip(_rows(full))
+    with np.load(os.path.join(full, "labeled_indices.npz")) as a:
+        with np.load(os.path.join(cut, "labeled_indices.npz")) as b:
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key])
