@@ -82,7 +82,8 @@ def run_experiment(
     # --- Setup: everything checked and built before anything compiles --------
     primary = jax.process_index() == 0  # multi-process: one writer of the run's files
     console = console or Console(quiet=not primary)
-    RunWriter(workdir).check_not_finished(overwrite)
+    if not budget_change_of_finished(config, workdir):  # that one is extended in place
+        RunWriter(workdir).check_not_finished(overwrite)
     run = assemble(config, dataset=dataset, model=model)
     lanes = run.lanes  # seeds, or (grid setting, seed) pairs
     idx = parallel.local_seeds(run.placement, len(lanes))
@@ -140,6 +141,15 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
             log=lambda m: console.print(m, markup=False, highlight=False),
             write=writer.primary,
         )
+    if settings.init_from:  # train.init_from: pretrained (cached) or a file's variables
+        from jaxal import pretrain
+
+        with _disk("the pretraining cache", writer):
+            run.prepare_start(
+                pretrain.resolve_cache_dir(settings.pretrain, writer.workdir),
+                log=lambda m: console.print(m, markup=False, highlight=False),
+                write=writer.primary,
+            )
 
     # --- Resume: finished strategies from their records, the one in flight
     # from the latest readable checkpoint ---------------------------------------
@@ -151,6 +161,16 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
             f"resuming from checkpoint {resume.step}: strategy "
             f"{labels[resume.strategy_index]!r}, round {resume.next_round}"
         )
+    # A changed budget (grow or shrink, mid-run or after the run finished)
+    # brings every strategy to the new plan: rounds whose rows are those of a
+    # run started with this budget are kept; the rest are recomputed from the
+    # state the first differing round starts from (see `_retarget`).
+    restart: dict[str, tuple[int, Any, list]] = {}
+    if resume is not None:
+        with _disk("the run's records", writer):
+            finished, restart = _retarget_run(
+                run, writer, ckpt, finished, resume, labels, console
+            )
     all_rows = [r for f in finished.values() for r in f.rows]
     orders = {label: f.order for label, f in finished.items()}
     with _disk("metrics.jsonl", writer):
@@ -167,7 +187,7 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
             # Progress and ETA count work, not rounds: a round costs about as
             # much as the labels it trains on, so later rounds weigh more.
             work = [plan.labels_at(r) for r in range(plan.num_rounds)]
-            done = len(finished) * sum(work) + sum(work[: resume.next_round if resume else 0])
+            done = len(finished) * sum(work) + sum(sum(work[: v[0]]) for v in restart.values())
             task = bar.add_task("active learning", total=len(labels) * sum(work), completed=done)
             for si, label in enumerate(labels):
                 if label in finished:
@@ -176,11 +196,14 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                 bar.update(task, description=f"{label} ({engine.seed_execution} over seeds)")
                 # (the description names the strategy; rounds are printed line by line)
                 state, start, rows = None, 0, []
-                if resume is not None and resume.strategy_index == si:
-                    template = init_state(engine, seeds, run.data)
-                    state = _from_flat(resume.state, template, run.placement)
-                    start, rows = resume.next_round, list(resume.rows)
+                if label in restart:
+                    start, flat, rows = restart[label]
+                    if flat is not None:
+                        template = init_state(engine, seeds, run.data)
+                        state = _from_flat(flat, template, run.placement)
+                    rows = list(rows)
                     all_rows += rows
+                recent: list = []  # (round, state) of the last rounds: kept for budget changes
                 for rec, state in rounds(  # noqa: B020 (each round's state replaces the last)
                     engine, seeds, run.data, state=state, start_round=start
                 ):
@@ -195,7 +218,8 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                             "rows": rows,
                         }
                         with _disk("a checkpoint", writer):
-                            ckpt.save(si * plan.num_rounds + rec.round, state, meta)
+                            ckpt.save(_step(si, rec.round), state, meta)
+                    recent = (recent + [(rec.round, state)])[-3:]
                     with _disk("results.csv", writer):
                         writer.write_rows(all_rows)
                         live.round(label, seeds, rec)
@@ -214,6 +238,8 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                 orders[label] = parallel.to_host(state.order)
                 with _disk("a finished strategy's record", writer):
                     writer.save_finished(si, label, rows, orders[label])
+                    if ckpt is not None:  # the states a later budget change starts from
+                        _save_finished_states(writer, si, recent[:-1])
     except interrupt.Interrupted as stop:
         stop.where = last
         raise
@@ -224,6 +250,8 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                 ckpt.close()
 
     # --- Results ----------------------------------------------------------------
+    rank = {label: i for i, label in enumerate(labels)}  # a fresh run's row order
+    all_rows.sort(key=lambda r: (rank[r["strategy"]], r["round"]))
     # Per series (strategy, or strategy@setting in a grid run): [S, budget].
     series, setting_of = {}, {}
     for label in labels:
@@ -292,6 +320,143 @@ def _config_json(config, dataset, model, run: Run) -> dict:
     return out
 
 
+_STRIDE = 1_000_000  # checkpoint step = strategy index x _STRIDE + round (budget-free)
+
+
+def _step(strategy_index: int, round_: int) -> int:
+    return strategy_index * _STRIDE + round_
+
+
+def _finished_states_dir(writer: RunWriter, index: int) -> str:
+    import os
+
+    return os.path.join(writer.checkpoint_dir, "finished", f"{index}-states")
+
+
+def _save_finished_states(writer: RunWriter, index: int, recent: list) -> None:
+    """Keep the states after a finished strategy's last rounds but one (the
+    round a larger or slightly smaller budget recomputes from)."""
+    if not writer.primary or not recent:
+        return
+    with checkpoint_lib.RunCheckpointer(
+        _finished_states_dir(writer, index), max_to_keep=len(recent), async_save=False
+    ) as keep:
+        for r, state in recent:
+            keep.save(r, state, {"round": r})
+
+
+def _retarget(rows: list[dict], plan) -> tuple[int, list[dict], bool]:
+    """Where a strategy's recorded rounds stop being those of ``plan``.
+
+    A recorded round is the new plan's round when it trained on the labels the
+    plan gives it and labeled what the plan takes after it (``queried``);
+    rounds before the first that is not are kept as they are (the same keys
+    and arithmetic give the same rows, whatever the budget: the random draws
+    are prefix-consistent in the buffer capacity).
+
+    Returns ``(start, kept rows, done)``: ``done`` means every round of the
+    new plan is recorded (a shrink to a round boundary: the last kept round's
+    ``queried`` becomes 0); otherwise rounds ``start, ...`` are to be run from
+    the state after round ``start - 1``.
+    """
+    first = {}
+    for r in rows:
+        first.setdefault(int(r["round"]), r)
+    j = 0
+    while j in first and j < plan.num_rounds:
+        n, q = int(first[j]["num_labeled"]), int(first[j].get("queried", -1))
+        take = plan.take(n) if j < plan.num_acquisitions else 0
+        if n != plan.labels_at(j) or q != take:
+            break
+        j += 1
+    if j >= plan.num_rounds:
+        return plan.num_rounds, [r for r in rows if r["round"] < plan.num_rounds], True
+    last = plan.num_rounds - 1
+    if j == last and j in first and int(first[j]["num_labeled"]) == plan.labels_at(j):
+        kept = [r for r in rows if r["round"] < j]
+        kept += [dict(r, queried=0) for r in rows if r["round"] == j]
+        return plan.num_rounds, kept, True
+    return j, [r for r in rows if r["round"] < j], False
+
+
+def _cut_order(order: np.ndarray, capacity: int) -> np.ndarray:
+    order = np.asarray(order)[..., :capacity]
+    pad = capacity - order.shape[-1]
+    return np.pad(order, [(0, 0)] * (order.ndim - 1) + [(0, pad)], constant_values=-1)
+
+
+def _retarget_run(
+    run: Run, writer: RunWriter, ckpt, finished: dict, resume: Resume, labels, console
+):
+    """Every recorded strategy against the run's plan: ``(finished, restart)``.
+
+    ``restart[label] = (start round, flat state after start - 1 or None, kept rows)``.
+
+    Raises:
+      ConfigError: the state a changed budget needs was not kept (one line).
+    """
+    plan = run.plan
+    out: dict[str, Finished] = {}
+    restart: dict[str, tuple[int, Any, list]] = {}
+    recorded = dict(finished)
+    in_flight = labels[resume.strategy_index]
+    recorded[in_flight] = Finished(list(resume.rows), None)
+    for si, label in enumerate(labels):
+        if label not in recorded:
+            continue
+        rec = recorded[label]
+        start, kept, done = _retarget(rec.rows, plan)
+        if done:
+            order = rec.order
+            if order is None:  # the in-flight strategy's pools are in its state
+                order = np.asarray(resume.state[".order"])
+            out[label] = Finished(kept, _cut_order(order, plan.budget))
+            if label == in_flight or kept != rec.rows:
+                writer.save_finished(si, label, kept, out[label].order)
+            continue
+        flat = None
+        if start > 0:
+            flat = _state_after(ckpt, writer, si, start - 1, resume)
+            if flat is None:
+                raise config_lib.ConfigError(
+                    f"config.budget={plan.budget}: strategy {label!r} would restart at round "
+                    f"{start}, but the state after round {start - 1} was not kept (only a "
+                    "finished strategy's last rounds are); choose a budget on a round "
+                    "boundary of the old run (initial + j x query_size) or pass --overwrite"
+                )
+        restart[label] = (start, flat, kept)
+        if (label != in_flight or start != resume.next_round) and console is not None:
+            console.print(f"budget change: {label!r} goes on from round {start}")
+    # strategies after the one in flight have not started: they run from round 0
+    return out, restart
+
+
+def _state_after(ckpt, writer: RunWriter, si: int, round_: int, resume: Resume):
+    """The flat state after round ``round_`` of strategy ``si``, if kept."""
+    if si == resume.strategy_index and round_ == resume.next_round - 1:
+        return resume.state
+    import os
+
+    for directory, step in (
+        (None, _step(si, round_)),
+        (_finished_states_dir(writer, si), round_),
+    ):
+        if directory is None:
+            keep = ckpt
+        elif os.path.isdir(directory):
+            keep = checkpoint_lib.RunCheckpointer(directory, async_save=False)
+        else:
+            continue
+        try:
+            if keep is not None and step in keep.all_steps():
+                flat, _ = keep.restore(step)
+                return flat
+        finally:
+            if directory is not None:
+                keep.close()
+    return None
+
+
 def _latest(ckpt) -> Resume | None:
     found = None if ckpt is None else ckpt.restore_latest_good()
     if found is None:
@@ -314,19 +479,50 @@ def _check_resumable(config_json: dict, writer: RunWriter) -> dict | None:
     old = writer.saved_config()
     if old is None:
         return None
-    new = dict(config_json)
-    old = dict(old)
-    for key in _RESUMABLE_CHANGES + ("checkpoint",):
-        old.pop(key, None)
-        new.pop(key, None)
-    diff = _diff(old, new)
+    saved = old
+    diff = _budget_diff(old, config_json)
     if diff:
         raise config_lib.ConfigError(
             f"workdir {writer.workdir!r} holds a checkpointed run with a different config "
             f"({'; '.join(diff[:3])}); only the round budget may change on resume — "
             "use another --workdir or pass --overwrite"
         )
-    return old
+    budget_changed = any(old.get(k) != config_json.get(k) for k in _RESUMABLE_CHANGES)
+    adaptive = (config_json.get("labeling_rate") or {}).get("schedule") == "adaptive"
+    patience = (config_json.get("stop") or {}).get("patience") is not None
+    if budget_changed and (adaptive or patience):
+        raise config_lib.ConfigError(
+            f"config.budget: workdir {writer.workdir!r} holds a run with another budget, and "
+            "with an adaptive labeling rate or stop.patience its seeds' label counts differ, so "
+            "it cannot be brought to a new budget; use another --workdir or pass --overwrite"
+        )
+    return saved
+
+
+def _budget_diff(old: dict, new: dict) -> list[str]:
+    """Differences between two config JSONs other than the budget (and checkpointing)."""
+    old, new = dict(old), dict(new)
+    for key in _RESUMABLE_CHANGES + ("checkpoint",):
+        old.pop(key, None)
+        new.pop(key, None)
+    return _diff(old, new)
+
+
+def budget_change_of_finished(config, workdir: str) -> bool:
+    """``workdir`` holds a finished run of ``config`` with another budget: rerunning
+    extends (or shrinks) it in place, without ``--overwrite``."""
+    import os
+
+    writer = RunWriter(workdir)
+    old = writer.saved_config()
+    if old is None or not os.path.exists(writer.path(DONE)):
+        return False
+    new = json.loads(config.to_json_best_effort())
+    if "python_objects" in old or _budget_diff(old, new):
+        return False
+    return any(old.get(k) != new.get(k) for k in _RESUMABLE_CHANGES) and os.path.isdir(
+        writer.checkpoint_dir
+    )
 
 
 def _diff(old, new, prefix: str = "config") -> list[str]:
