@@ -55,6 +55,8 @@ BAD = [
     ({"stop.patience": 2, "stop.metric": "loss"}, "config.stop.metric", "val2_accuracy"),
     ({"stop.patience": 2, "stop.metric": "val_accuracy"}, "config.stop.metric", "val_size > 0"),
     ({"dataset.val2_size": -1}, "dataset.val2_size", "integer >= 0"),
+    ({"train.epoch": 5}, "unknown config key config.train.epoch", "config.train.epochs"),
+    ({"stop.patiense": 2}, "unknown config key config.stop.patiense", "config.stop.patience"),
 ]
 
 BAD_SIZES = [

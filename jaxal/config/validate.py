@@ -87,6 +87,24 @@ def _get(config, dotted: str):
     return node
 
 
+def _check_unknown_keys(config, known=None, path: str = "config") -> None:
+    """Every key is one :func:`~jaxal.config.base_config` has (a typo such as
+    ``train.epoch`` set from Python or a config file would otherwise be ignored)."""
+    import difflib
+
+    from jaxal.config.base import base_config
+
+    known = base_config() if known is None else known
+    for key in config.keys():
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known.keys()), n=1)
+            hint = f"; did you mean {path}.{close[0]}?" if close else " (see jaxal --help)"
+            raise ConfigError(f"unknown config key {path}.{key}{hint}")
+        sub, ref = config[key], known[key]
+        if hasattr(sub, "keys") and hasattr(ref, "keys") and key != "model":
+            _check_unknown_keys(sub, ref, f"{path}.{key}")
+
+
 def _check_types(config) -> None:
     """Every typed key has a value of its type (the Python API can set anything)."""
     for key in _INTS + _OPTIONAL_INTS:
@@ -130,6 +148,7 @@ def validate(config, *, custom_model=None) -> None:
     Raises:
       ConfigError: one line naming the key, the bad value and what is allowed.
     """
+    _check_unknown_keys(config)
     _check_types(config)
     if config.seed_execution not in SEED_EXECUTION:
         _fail("seed_execution", config.seed_execution, f"allowed: {', '.join(SEED_EXECUTION)}")
