@@ -52,3 +52,95 @@ def test_rounds_are_logged_while_the_run_goes_and_match_results_and_hparams(tmp_
     assert info.hparams["strategy"].string_value == "margin"
     assert info.hparams["train.epochs"].number_value == 5
     assert info.hparams["dataset.name"].string_value == "digits"
+
+
+def test_wandb_offline_and_mlflow_file_store_get_each_series_scalars(tmp_path, monkeypatch):
+    """The optional writers (``config.live``), in their offline modes, on a grid
+    run: one series per strategy@setting, values = the rows' means."""
+    import glob
+
+    from conftest import tiny_config
+    from mlflow.tracking import MlflowClient
+
+    from jaxal.experiment import run_experiment
+    from jaxal.live import _mlflow_key
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    work = tmp_path / "w"
+    cfg = tiny_config(
+        grid="learning_rate=0.01;learning_rate=0.003",
+        **{"live.wandb": True, "live.mlflow": True, "train.epochs": 2},
+    )
+    rows = run_experiment(cfg, str(work), progress=False)
+    series = sorted({f"{r['strategy']}@{r['setting']}" for r in rows})
+    assert len(series) == 2
+
+    def mean_at(name, n):  # the rows' own mean over seeds
+        return np.mean(
+            [
+                r["test_accuracy"]
+                for r in rows
+                if f"{r['strategy']}@{r['setting']}" == name and r["num_labeled"] == n
+            ]
+        )
+
+    with open(work / "live" / "mlflow_run_id") as f:
+        run_id = f.read().strip()
+    client = MlflowClient(tracking_uri="file://" + str(work / "mlruns"))
+    for name in series:
+        hist = client.get_metric_history(run_id, _mlflow_key(f"{name}/test_accuracy/mean"))
+        assert [m.step for m in hist] == [10, 15, 20, 25]
+        for m in hist:
+            assert abs(m.value - mean_at(name, m.step)) < 1e-6
+        assert (work / "tensorboard" / name).is_dir()  # TensorBoard: per series too
+    assert client.get_run(run_id).data.params["grid"] == cfg.grid
+    assert client.get_run(run_id).info.status == "FINISHED"
+    (log,) = glob.glob(str(work / "wandb" / "offline-run-*" / "run-*.wandb"))
+    history = _wandb_history(log)
+    for name in series:
+        logged = [h for h in history if f"{name}/test_accuracy/mean" in h]
+        assert [h[f"{name}/num_labeled"] for h in logged] == [10, 15, 20, 25]
+        for h in logged:
+            assert (
+                abs(h[f"{name}/test_accuracy/mean"] - mean_at(name, h[f"{name}/num_labeled"]))
+                < 1e-6
+            )
+
+
+def _wandb_history(path) -> list[dict]:
+    """The history records of an offline W&B run file (LevelDB-style log of
+    32 KiB blocks of CRC + length + type chunks holding ``Record`` protos)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = open(path, "rb").read()
+    assert data[:4] == b":W&B"
+    pos, block, records, buf = 7, 32768, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if length == 0 and kind == 0:
+            pos += left
+            continue
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 1:
+            records.append(chunk)
+        elif kind == 2:
+            buf = chunk
+        elif kind == 3:
+            buf += chunk
+        elif kind == 4:
+            records.append(buf + chunk)
+    out = []
+    for d in records:
+        r = pb.Record()
+        r.ParseFromString(d)
+        if r.WhichOneof("record_type") == "history":
+            out.append(
+                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+            )
+    return out

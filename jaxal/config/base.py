@@ -177,6 +177,19 @@ def base_config() -> ml_collections.ConfigDict:
     # learning_curve.png/.pdf/.svg: the band around the mean over seeds: std,
     # sem (standard error) or ci95 (95% t interval).
     c.report = ml_collections.ConfigDict({"band": "std"})
+    # Optional live writers besides metrics.jsonl and TensorBoard (jaxal.live):
+    # Weights & Biases (mode offline | online | disabled) and MLflow (tracking
+    # URI "" = a file store in <workdir>/mlruns). Extras: jaxal[wandb], jaxal[mlflow].
+    c.live = ml_collections.ConfigDict(
+        {
+            "wandb": False,
+            "wandb_project": "jaxal",
+            "wandb_mode": "offline",
+            "mlflow": False,
+            "mlflow_tracking_uri": "",
+            "mlflow_experiment": "jaxal",
+        }
+    )
     # Orbax checkpoint of the full run state after every round (exact resume).
     c.checkpoint = ml_collections.ConfigDict(
         {"enabled": True, "max_to_keep": 3, "async_save": True}

@@ -240,6 +240,27 @@ def validate(config, *, custom_model=None) -> None:
         _fail("score_batch_size", config.score_batch_size, "must be >= 1")
     _validate_sampling(config, specs)
     _validate_schedule(config)
+    _validate_live(config)
+
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _validate_live(config) -> None:
+    """``config.live``: the optional writers' settings, and their packages."""
+    import importlib.util
+
+    live = config.get("live")
+    if live is None:
+        return
+    for key in ("wandb", "mlflow"):
+        if not isinstance(live[key], bool):
+            _fail(f"live.{key}", live[key], "must be True or False")
+    if live.wandb_mode not in WANDB_MODES:
+        _fail("live.wandb_mode", live.wandb_mode, f"allowed: {', '.join(WANDB_MODES)}")
+    for key, module, extra in (("wandb", "wandb", "wandb"), ("mlflow", "mlflow", "mlflow")):
+        if live[key] and importlib.util.find_spec(module) is None:
+            _fail(f"live.{key}", True, f"needs the {module} package: pip install 'jaxal[{extra}]'")
 
 
 _SPLIT_OF = {"val_accuracy": "val_size", "val2_accuracy": "val2_size"}
