@@ -211,9 +211,9 @@ class WandbWriter:
     ``<workdir>/wandb``, ``wandb sync`` uploads them later)."""
 
     def __init__(self, workdir: str, hparams: dict, live: dict):
-        import wandb
-
         import uuid
+
+        import wandb
 
         run_id = _remembered_id(workdir, "wandb_id") or uuid.uuid4().hex[:12]
         _remember_id(workdir, "wandb_id", run_id)
