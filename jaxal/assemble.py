@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -101,9 +102,45 @@ class Run:
             )
         return self.initial_inputs
 
+    def prepare_start(self, cache_dir: str | None = None, *, log=None, write: bool = True):
+        """What every round starts from with ``train.init_from`` (:mod:`jaxal.pretrain`),
+        once per run: the pretrained model (trained here, host side, before any
+        seed's program runs, or read from ``cache_dir``) or a file's variables,
+        placed like the dataset into ``self.data.init_variables``. ``None`` (and
+        nothing done) without ``train.init_from``.
+        """
+        s = self.settings
+        if s.init_from and self.data.init_variables is None:
+            from jaxal import models as models_lib
+            from jaxal import pretrain
+
+            kwargs = dict(s.model_kwargs)
+            variables = pretrain.prepare(
+                s.init_from,
+                s.pretrain,
+                self.phases.train or s.train,
+                model=self.model,
+                make_model=lambda k: models_lib.get_model(s.model_name, k, **kwargs),
+                model_id=f"{s.model_name}{sorted(kwargs.items())}",
+                num_classes=self.plan.num_classes,
+                x_pool=np.asarray(self.dataset.x_train),
+                cache_dir=cache_dir,
+                step_loop=(self.phases.train or s.train).step_loop,
+                write=write,
+                log=log,
+                y_for_log=np.asarray(self.dataset.y_train),  # logged NMI only, never trained on
+            )
+            if self.placement.mesh is None:
+                variables = jax.tree.map(jnp.asarray, variables)
+            else:
+                variables = parallel.put_shared(variables, self.placement)
+            self.data = self.data._replace(init_variables=variables)
+        return self.data.init_variables
+
     def engine(self, label: str) -> Engine:
         """The engine of strategy ``label`` (built on first use)."""
         if label not in self._engines:
+            self.prepare_start()  # train.init_from: self.data carries the start variables
             s = self.settings
             self._engines[label] = make_engine(
                 self.model,
@@ -189,6 +226,15 @@ def assemble(config, *, dataset: data_lib.Dataset | None = None, model: Any = No
     except ValueError as e:  # e.g. a user factory that does not return a module
         raise config_lib.ConfigError(f"config.{' '.join(str(e).split())}") from None
     config_lib.check_model(config, net)  # MC dropout / head mode, from the built model
+    if settings.init_from:  # train.init_from: a file's leaves and shapes, pretraining's needs
+        from jaxal import pretrain
+
+        try:
+            pretrain.check_model(
+                settings.init_from, settings.pretrain, net, ds.x_train, custom=model is not None
+            )
+        except ValueError as e:
+            raise config_lib.ConfigError(" ".join(str(e).split())) from None
     ex = settings.execution
     try:
         lanes = settings.num_seeds * max(len(settings.grid), 1)  # grid settings x seeds

@@ -141,6 +141,15 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
             log=lambda m: console.print(m, markup=False, highlight=False),
             write=writer.primary,
         )
+    if settings.init_from:  # train.init_from: pretrained (cached) or a file's variables
+        from jaxal import pretrain
+
+        with _disk("the pretraining cache", writer):
+            run.prepare_start(
+                pretrain.resolve_cache_dir(settings.pretrain, writer.workdir),
+                log=lambda m: console.print(m, markup=False, highlight=False),
+                write=writer.primary,
+            )
 
     # --- Resume: finished strategies from their records, the one in flight
     # from the latest readable checkpoint ---------------------------------------

@@ -69,6 +69,10 @@ class RoundRecord(NamedTuple):
     queried: np.ndarray | None = None  # int [L]: labels acquired after this round
     active: np.ndarray | None = None  # bool [L]: the lane ran this round (not stopped before)
     stopped: np.ndarray | None = None  # bool [L]: the lane stopped after this round
+    # int [L]: unlabeled pool points the strategy scored this round (N - labels for
+    # the whole pool, the candidates for subsampling ones, 0 for random/no query)
+    scored: np.ndarray | None = None
+    test_accuracy_replicas: np.ndarray | None = None  # [L, R] with train.retrains = R > 1
 
 
 class TrainPhases(NamedTuple):
@@ -94,6 +98,7 @@ class Engine(NamedTuple):
     executor: parallel.SeedExecutor
     train: TrainSettings | None = None  # the default hyperparameters of a lane
     schedule: ScheduleSettings | None = None  # labels per round and stopping
+    needs: Any = None  # the strategy's Needs (None: assume it scores the pool)
 
     @property
     def seed_execution(self) -> str:
@@ -120,6 +125,12 @@ def make_train_phases(
     eval_fn = train_lib.make_evaluate(model, train.eval_batch_size)
 
     def start_variables(state: SeedState, round_: Array, data: train_lib.Data):
+        start = data.init_variables  # train.init_from (jaxal.pretrain): data, not constants
+        if start is not None:  # a re-initialised round (or a warm start's first) starts there
+            if train.reinit:
+                return start
+            first = round_ == 0
+            return jax.tree.map(lambda a, b: jnp.where(first, a, b), start, state.variables)
         if train.reinit:
             return model.init(derive(state.key, round_, Purpose.MODEL_INIT), data.x_pool[:1])
         return state.variables
@@ -141,11 +152,14 @@ def make_train_phases(
             return fit_fn(variables, *ctx(state, round_), data, state.hparams)
 
         fit = executor.wrap(fit_seed, (0, None, None))
+        if train.retrains > 1:  # the [R] replica axis (train.retrains)
+            fit = _replicated_fit(fit_seed, fit, executor, train.retrains)
     elif train.step_loop == "host":
         fit = _host_fit(model, train, executor, start_variables, ctx, grid)
     else:
         raise ValueError(f"train.step_loop={train.step_loop!r} is unresolved; use device or host")
-    return TrainPhases(fit, executor.wrap(evaluate_seed, (0, None)), executor, train)
+    evaluate = executor.wrap(_replica_mean(evaluate_seed, train.retrains), (0, None))
+    return TrainPhases(fit, evaluate, executor, train)
 
 
 def _host_fit(
@@ -173,7 +187,98 @@ def _host_fit(
     def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
         return driver(*first(state, round_, data), data, state.hparams)
 
+    if train.retrains > 1:  # replicas one after another (see _replicated_fit)
+        def first_replica(state: SeedState, round_: Array, data: train_lib.Data, j: Array):
+            state = replica_state(state, j)
+            return start_variables(state, round_, data), *ctx(state, round_)
+
+        first_r = executor.jit(first_replica, (0, None, None, None))
+        fit_one = fit_seed
+
+        def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
+            variables, fm = fit_one(state, round_, data)
+            rest = tuple(
+                driver(*first_r(state, round_, data, jnp.int32(j)), data, state.hparams)[0]
+                for j in range(1, train.retrains)
+            )
+            return (variables, *rest), fm
+
     return executor.map(fit_seed, (0, None, None))
+
+
+# Retrains (``train.retrains = R``): each round's model trained R times on the
+# same labeled set, its evaluation metrics averaged -- Németh & Matuszka,
+# "Compute-Efficient Active Learning", Sec. 3.1: "Each model within a retraining
+# iteration underwent training three times with the same dataset using different
+# random seeds, and the results were averaged". Replica j trains as its lane would
+# with the root key ``replica_key(key, j)``: replica 0 is the lane's own key, i.e.
+# exactly the model of ``R = 1``, and it is the one that scores the pool (Algorithm
+# 1 has one model M per round; the paper does not say which of the three scores;
+# the authors' code scores with the last-trained one, or with ``--use-best`` the one
+# of best *test* accuracy -- replicas are exchangeable, so replica 0 is the last one
+# in distribution, and the pools of any R are those of R = 1: bitwise under
+# ``seed_execution = loop``, to float rounding under ``vmap``). With
+# ``train.reinit = False`` every replica warm-starts from replica 0's last weights
+# (the state keeps one model). ``FitMetrics`` (epochs, train accuracy, divergence
+# and so the random fallback of the selection) are replica 0's.
+_REPLICA_TAG = 0x524550  # "REP": far from the round numbers `derive` folds in first
+
+
+def replica_key(root: Array, j: int | Array) -> Array:
+    """The root key of retrain replica ``j >= 1`` of a lane rooted at ``root``
+    (replica 0 uses ``root`` itself)."""
+    return jax.random.fold_in(root, _REPLICA_TAG + j)
+
+
+def replica_state(state: SeedState, j: int | Array) -> SeedState:
+    """``state`` as replica ``j >= 1`` trains it: only its root key differs."""
+    return state._replace(key=replica_key(state.key, j))
+
+
+def _replicated_fit(fit_seed: Callable, fit: Callable, executor, retrains: int) -> Callable:
+    """The device step loop's fit over ``R = retrains`` replicas: returns
+    ``((variables_0, ..., variables_{R-1}), replica 0's FitMetrics)``.
+
+    Under ``seed_execution = vmap`` the replicas are an ``[R]`` array axis inside
+    each lane's program (``vmap`` over their root keys; XLA batches them, so
+    replica 0 agrees with ``R = 1`` to float rounding); under ``loop`` they run one
+    after another -- replica 0 is the ``R = 1`` program itself (``fit``), the others
+    one more program with the replica index as data -- so replica 0 is
+    bit-identical to ``R = 1``."""
+    if executor.mode == "vmap":
+
+        def fit_all(state: SeedState, round_: Array, data: train_lib.Data):
+            keys = jnp.stack([state.key, *(replica_key(state.key, j) for j in range(1, retrains))])
+            v, fm = jax.vmap(lambda k: fit_seed(state._replace(key=k), round_, data))(keys)
+            first = jax.tree.map(lambda a: a[0], fm)
+            return tuple(jax.tree.map(lambda a, j=j: a[j], v) for j in range(retrains)), first
+
+        return executor.wrap(fit_all, (0, None, None))
+    rest = executor.wrap(
+        lambda s, r, d, j: fit_seed(replica_state(s, j), r, d)[0], (0, None, None, None)
+    )
+
+    def fit_replicas(state: SeedState, round_: Array, data: train_lib.Data):
+        variables, fm = fit(state, round_, data)
+        others = tuple(rest(state, round_, data, jnp.int32(j)) for j in range(1, retrains))
+        return (variables, *others), fm
+
+    return fit_replicas
+
+
+def _replica_mean(evaluate_seed: Callable, retrains: int) -> Callable:
+    """``evaluate_seed`` for ``R = retrains`` replicas: the mean over replicas of
+    each metric (test accuracy, NLL, validation accuracies), then the replicas'
+    test accuracies ``[R]``. ``R = 1``: ``evaluate_seed`` itself."""
+    if retrains == 1:
+        return evaluate_seed
+
+    def evaluate(variables: tuple, data: train_lib.Data):
+        per = [evaluate_seed(v, data) for v in variables]
+        means = tuple(jnp.mean(jnp.stack(m)) for m in zip(*per, strict=True))
+        return (*means, jnp.stack([p[0] for p in per]))
+
+    return evaluate
 
 
 def make_engine(
@@ -276,6 +381,7 @@ def make_engine(
         executor=ex,
         train=phases.train,
         schedule=schedule,
+        needs=strategy.needs,
     )
 
 
@@ -394,14 +500,17 @@ def rounds(
         variables, fm = _block(engine.fit(state, rr, data))
         t1 = time.perf_counter()
         evaluated = engine.evaluate(variables, data)
-        acc, nll, val_acc, val2_acc = (parallel.to_host(a) for a in evaluated)
+        acc, nll, val_acc, val2_acc, *replicas = (parallel.to_host(a) for a in evaluated)
         t2 = time.perf_counter()
+        if replicas:  # train.retrains = R > 1: replica 0 is the model that scores
+            variables = variables[0]
         state = state._replace(variables=variables)
         labels = parallel.to_host(state.num_labeled).astype(np.int64)
         metrics = {"test_accuracy": acc, "val_accuracy": val_acc, "val2_accuracy": val2_acc}
         schedule, take, active, stopped = _schedule_step(engine, state.schedule, metrics, labels)
         state = state._replace(schedule=parallel.put_seeds(schedule, engine.placement))
         t_score = t_select = 0.0
+        scored = np.zeros_like(labels)
         if r < plan.num_acquisitions and take.any():
             first = r == 0 and engine.score_first is not None
             score = engine.score_first if first else engine.score
@@ -410,6 +519,10 @@ def rounds(
             take_dev = parallel.put_seeds(jnp.asarray(take), engine.placement)
             state, _ = _block(engine.select(state, rr, cand, outputs, take_dev, fm.diverged))
             t_score, t_select = t3 - t2, time.perf_counter() - t3
+            if engine.needs is None or any(engine.needs):  # random scores nothing
+                unlabeled = plan.num_pool - labels
+                n = unlabeled if cand is None else np.minimum(cand.shape[-1], unlabeled)
+                scored = np.where(take > 0, n, 0)
         else:
             take = np.zeros_like(take)
         if r >= plan.num_acquisitions:
@@ -432,6 +545,8 @@ def rounds(
             queried=take,
             active=active,
             stopped=stopped,
+            scored=scored,
+            test_accuracy_replicas=replicas[0] if replicas else None,
         )
         yield rec, state
 

@@ -9,6 +9,8 @@ seed and then take the mean ± std over seeds to get a spread.
     labels_to_target(labels, acc, target)             first labels reaching target
     labeling_efficiency(rnd_labels, rnd_acc, n, a)    labels random needs for a / n
     gain_over_random(rnd_labels, rnd_acc, n, a)       a - random's accuracy at n
+    efficiency_curve(rnd_labels, rnd_acc, labels, acc)  the efficiency at every round
+    gain_curve(rnd_labels, rnd_acc, labels, acc)        the gain at every round
 
 Nothing here imports JAX: study scripts can use it on ``results.csv`` directly
 (``jaxal.reporting.load_run`` reads a workdir into per-seed curves).
@@ -20,6 +22,8 @@ import numpy as np
 
 __all__ = [
     "curve",
+    "efficiency_curve",
+    "gain_curve",
     "gain_over_random",
     "labeling_efficiency",
     "labels_to_target",
@@ -107,6 +111,53 @@ def gain_over_random(random_labels, random_accuracy, labels: float, accuracy: fl
     if not x[0] <= labels <= x[-1]:
         return float("nan")
     return float(accuracy - np.interp(labels, x, y))
+
+
+def efficiency_curve(
+    random_labels, random_accuracy, labels, accuracy, *, beyond: str = "nan"
+) -> np.ndarray:
+    """:func:`labeling_efficiency` of every point of a strategy's curve.
+
+    The feature-space paper's (``/work/shared/papers/feature-space-architectures.txt``)
+    first metric, §3.1 "Evaluation metrics", after Beck et al. 2021: at each
+    round, the labels random acquisition needs to reach the strategy's test
+    accuracy (linear interpolation on random's curve, first crossing) divided
+    by the labels the strategy used. E.g. random ``(100, 0.5), (200, 0.6),
+    (300, 0.7)`` and a strategy at ``(200, 0.65)``: random needs 250,
+    efficiency 1.25.
+
+    Args:
+      beyond: where random's curve never reaches the accuracy: ``"nan"``, or
+        ``"bound"`` = the lower bound ``random_labels[-1] / labels`` (random
+        needs more than all its labels).
+
+    Returns:
+      ``[len(labels)]`` floats, sorted by labels.
+    """
+    if beyond not in ("nan", "bound"):
+        raise ValueError(f"beyond={beyond!r}; allowed: 'nan', 'bound'")
+    x, y = curve(labels, accuracy)
+    rx, _ = curve(random_labels, random_accuracy)
+    out = []
+    for n, a in zip(x, y, strict=True):
+        e = labeling_efficiency(random_labels, random_accuracy, n, a)
+        out.append(rx[-1] / n if np.isnan(e) and beyond == "bound" else e)
+    return np.array(out)
+
+
+def gain_curve(random_labels, random_accuracy, labels, accuracy) -> np.ndarray:
+    """:func:`gain_over_random` of every point of a strategy's curve.
+
+    The feature-space paper's second metric (§3.1: "the percentage of gain in
+    test-accuracy over random acquisition at each acquisition round"; its
+    Figs. 3, 5, 7 plot it with random at 0.00): the strategy's accuracy minus
+    random's at the same labels (interpolated), as a fraction -- x 100 for
+    percentage points. ``[len(labels)]`` floats, sorted by labels; NaN outside
+    random's label range.
+    """
+    x, y = curve(labels, accuracy)
+    pts = zip(x, y, strict=True)
+    return np.array([gain_over_random(random_labels, random_accuracy, n, a) for n, a in pts])
 
 
 def rank(values, higher_is_better: bool = True) -> np.ndarray:

@@ -27,6 +27,7 @@ COLUMNS = (
     "diverged",
     "train_seconds",
     "eval_seconds",
+    "scored",
     "score_seconds",
     "select_seconds",
 )
@@ -36,7 +37,10 @@ def rows(strategy: str, seeds, records: Sequence[RoundRecord]) -> list[dict]:
     """One CSV row per (lane, round): per seed, or per (grid setting, seed) when
     ``seeds`` is a :class:`~jaxal.grid.Lanes` with a grid (then with the columns
     ``setting``, ``learning_rate``, ``weight_decay``, ``momentum``). Phase times
-    are the wall time of the phase for all lanes together divided by their number."""
+    are the wall time of the phase for all lanes together divided by their number.
+    ``scored``: unlabeled pool points the strategy scored that round. With
+    ``train.retrains = R > 1``, ``test_accuracy`` is the replicas' mean and the
+    columns ``test_accuracy_r0 .. r{R-1}`` hold each replica's."""
     lanes = seeds if isinstance(seeds, Lanes) else None
     lane_seeds = seeds.seed if lanes is not None else seeds
     out = []
@@ -65,11 +69,21 @@ def rows(strategy: str, seeds, records: Sequence[RoundRecord]) -> list[dict]:
                     "diverged": int(rec.diverged[i]),
                     "train_seconds": rec.train_seconds / s,
                     "eval_seconds": rec.eval_seconds / s,
+                    "scored": int(_or(rec.scored, np.zeros(s, int))[i]),
                     "score_seconds": rec.score_seconds / s,
                     "select_seconds": rec.select_seconds / s,
+                    **_replica_columns(rec, i),
                 }
             )
     return out
+
+
+def _replica_columns(rec: RoundRecord, lane: int) -> dict:
+    """``test_accuracy_r<j>`` per retrain replica j (none with ``train.retrains = 1``)."""
+    reps = getattr(rec, "test_accuracy_replicas", None)
+    if reps is None:
+        return {}
+    return {f"test_accuracy_r{j}": float(a) for j, a in enumerate(reps[lane])}
 
 
 def _or(a, default):

@@ -50,8 +50,12 @@ class TrainSettings:
     rotation: float = 0.0  # degrees: U[-rotation, rotation] per image (0 = off)
     contrast: float = 0.0  # factor U[1 - contrast, 1 + contrast] (0 = off)
     hue: float = 0.0  # hue shift U[-hue, hue] turns, RGB images only (0 = off)
+    brightness: float = 0.0  # additive shift U[-brightness, brightness] per image (0 = off)
     early_stop_accuracy: float | None = None
     patience: int | None = None
+    # R: each round's model trained R times with derived keys, metrics averaged
+    # (jaxal.loop: the [R] replica axis); replica 0 is the R = 1 model and scores.
+    retrains: int = 1
 
     @classmethod
     def of(cls, cfg) -> TrainSettings:
@@ -79,8 +83,10 @@ class TrainSettings:
             rotation=float(_get(cfg, "augment.rotation", 0.0) or 0.0),
             contrast=float(_get(cfg, "augment.contrast", 0.0) or 0.0),
             hue=float(_get(cfg, "augment.hue", 0.0) or 0.0),
+            brightness=float(_get(cfg, "augment.brightness", 0.0) or 0.0),
             early_stop_accuracy=None if acc is None else float(acc),
             patience=None if patience is None else int(patience),
+            retrains=int(_get(cfg, "retrains", 1) or 1),
         )
 
 
@@ -165,6 +171,49 @@ class InitialSettings:
             bins=int(_get(cfg, "bins", d.bins)),
             cache_dir=opt("cache_dir", str),
             ssl=SSLSettings.of(_get(cfg, "ssl", None)),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainSettings:
+    """Unsupervised pretraining of the model on the pool (``config.pretrain``),
+    the variables every round starts from with ``train.init_from='pretrain'``;
+    see :mod:`jaxal.pretrain` (DeepCluster)."""
+
+    method: str = "deepcluster"
+    rounds: int = 10  # k-means re-clusterings (DeepCluster re-clusters every epoch)
+    epochs: int = 1  # training epochs on each clustering's pseudo-labels
+    clusters: int = 0  # k; 0 = the number of classes
+    pca_dim: int = 256  # PCA-whitening of the features before k-means (0 = none)
+    kmeans_iters: int = 50
+    learning_rate: float | None = None  # None = train.learning_rate
+    batch_size: int | None = None  # None = train.batch_size
+    seed: int = 0  # one pretrained model per run, shared by every seed and strategy
+    cache_dir: str | None = None  # None: <workdir>/pretrain
+
+    @classmethod
+    def of(cls, cfg) -> PretrainSettings:
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, cls):
+            return cfg
+        d = cls()
+
+        def opt(key, conv):
+            v = _get(cfg, key, None)
+            return None if v is None else conv(v)
+
+        return cls(
+            method=str(_get(cfg, "method", d.method)),
+            rounds=int(_get(cfg, "rounds", d.rounds)),
+            epochs=int(_get(cfg, "epochs", d.epochs)),
+            clusters=int(_get(cfg, "clusters", d.clusters)),
+            pca_dim=int(_get(cfg, "pca_dim", d.pca_dim)),
+            kmeans_iters=int(_get(cfg, "kmeans_iters", d.kmeans_iters)),
+            learning_rate=opt("learning_rate", float),
+            batch_size=opt("batch_size", int),
+            seed=int(_get(cfg, "seed", d.seed)),
+            cache_dir=opt("cache_dir", str),
         )
 
 
@@ -297,6 +346,10 @@ class RunSettings:
     checkpoint_max_to_keep: int = 3
     checkpoint_async: bool = True
     report_band: str = "std"
+    # train.init_from: "" (every round from model.init), "pretrain" or "file:PATH"
+    # (every round from those variables; jaxal.pretrain); pretrain: its settings.
+    init_from: str = ""
+    pretrain: PretrainSettings = PretrainSettings()
 
     @property
     def seeds(self) -> tuple[int, ...]:

@@ -48,6 +48,9 @@ class Data(NamedTuple):
     y_val: Array
     x_val2: Array | None = None  # the second validation split (dataset.val2_size)
     y_val2: Array | None = None
+    # train.init_from: the variables every round starts from instead of model.init
+    # (jaxal.pretrain), shared by every seed like the pool; None: model.init.
+    init_variables: Any = None
 
 
 class FitMetrics(NamedTuple):
@@ -139,6 +142,7 @@ def learning_rate(cfg, step: Array, total_steps: Array, base: Array | None = Non
 # with tags far from the small counters `split` uses (fold_in(k, 1) is
 # split(k)[1], the flip key), so turning one on changes no other draw.
 _ROTATION_TAG, _CONTRAST_TAG, _HUE_TAG = 0x524F54, 0x434F4E, 0x485545  # "ROT", "CON", "HUE"
+_BRIGHTNESS_TAG = 0x425249  # "BRI"
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale (the mean that contrast keeps).
 _LUMA = (0.2989, 0.587, 0.114)
 # Hue rotation in YIQ (NTSC): rotate the (I, Q) chroma plane by theta about the
@@ -186,6 +190,16 @@ def adjust_contrast(x: Array, factor: Array) -> Array:
     return f * x + (1 - f) * mean[:, None, None, None]
 
 
+def adjust_brightness(x: Array, shift: Array) -> Array:
+    """``x + shift`` per image of ``x [B, H, W, C]`` (``shift [B]``, the same for
+    every pixel and channel), without clipping: the brightness half of
+    albumentations' ``RandomBrightnessContrast`` (``brightness_by_max=True``:
+    ``beta * max_value``, here with the input's own scale, so on ``[0, 1]`` images
+    a shift of ``beta`` is exactly theirs; on standardised inputs it is in units
+    of the pool's per-channel std)."""
+    return x + jnp.asarray(shift, x.dtype)[:, None, None, None]
+
+
 def rotate_hue(x: Array, turns: Array) -> Array:
     """Shift the hue of RGB images ``x [B, H, W, 3]`` by ``turns [B]`` of the
     colour circle (0.1 = 36 degrees): a rotation of the YIQ chroma plane about
@@ -209,16 +223,20 @@ def augment(
     rotation: float = 0.0,
     contrast: float = 0.0,
     hue: float = 0.0,
+    brightness: float = 0.0,
 ) -> Array:
     """On-device augmentation of a batch ``x [B, H, W, C]``, each image drawing
     its own: a rotation by U[-rotation, rotation] degrees (:func:`rotate`), a
     contrast factor U[max(0, 1 - contrast), 1 + contrast]
-    (:func:`adjust_contrast`), a hue shift by U[-hue, hue] turns on RGB images
+    (:func:`adjust_contrast`), a brightness shift by U[-brightness, brightness]
+    (:func:`adjust_brightness`), a hue shift by U[-hue, hue] turns on RGB images
     (:func:`rotate_hue`), then a random crop (zero padding ``crop_padding``)
     and a horizontal flip (probability 0.5). A value of 0 / False turns an
     augmentation off; with all off, ``x`` is returned. Inputs that are not
-    ``[B, H, W, C]`` are returned as they are."""
-    if x.ndim != 4 or not (crop_padding or flip or rotation or contrast or hue):
+    ``[B, H, W, C]`` are returned as they are. Each optional augmentation draws
+    from ``fold_in(key, TAG)`` with its own large tag, so turning one on or off
+    changes no other draw."""
+    if x.ndim != 4 or not (crop_padding or flip or rotation or contrast or hue or brightness):
         return x
     b, h, w, _ = x.shape
     if rotation:
@@ -228,6 +246,11 @@ def augment(
         k = jax.random.fold_in(key, _CONTRAST_TAG)
         lo, hi = max(0.0, 1.0 - contrast), 1.0 + contrast
         x = adjust_contrast(x, jax.random.uniform(k, (b,), minval=lo, maxval=hi))
+    if brightness:
+        k = jax.random.fold_in(key, _BRIGHTNESS_TAG)
+        x = adjust_brightness(
+            x, jax.random.uniform(k, (b,), minval=-brightness, maxval=brightness)
+        )
     if hue and x.shape[3] == 3:
         k = jax.random.fold_in(key, _HUE_TAG)
         x = rotate_hue(x, jax.random.uniform(k, (b,), minval=-hue, maxval=hue))
@@ -332,7 +355,9 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> Fi
     acc_stop = cfg.early_stop_accuracy
     patience = cfg.patience
     crop, flip = cfg.crop_padding, cfg.flip
-    more_aug = dict(rotation=cfg.rotation, contrast=cfg.contrast, hue=cfg.hue)
+    more_aug = dict(
+        rotation=cfg.rotation, contrast=cfg.contrast, hue=cfg.hue, brightness=cfg.brightness
+    )
 
     def loss_fn(params, batch_stats, x, y, w, dropout_key):
         member_logits, logits, new_bs = training_logits(

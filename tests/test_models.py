@@ -23,8 +23,15 @@ TINY = {  # fast versions of every model
     "resnet34": dict(width=4, dropout=0.3),
     "vgg11": dict(width=8, dropout=0.3),
     "vgg16": dict(width=8, dropout=0.3),
+    # the architecture study's additions (tests/test_architectures.py checks their layers)
+    "resnet50": dict(width=4, dropout=0.3),
+    "vgg19": dict(width=8, dropout=0.3),
+    "vgg11_fc": dict(width=8, dropout=0.3),
+    "vgg16_fc": dict(width=8, dropout=0.3),
+    "vgg19_fc": dict(width=8, dropout=0.3),
 }
-BN_MODELS = ("resnet18", "resnet34", "vgg11", "vgg16")
+BN_MODELS = ("resnet18", "resnet34", "vgg11", "vgg16", "resnet50", "vgg19")
+FC_MODELS = ("vgg11_fc", "vgg16_fc", "vgg19_fc")  # batch norm too, App. B.2's FC head
 # resnet34/vgg16 share all code with resnet18/vgg11 but for the layer config:
 # they get the shape and head-mode tests; the flag tests skip their compiles.
 CORE = ("mlp", "cnn", "resnet18", "vgg11")
@@ -212,7 +219,7 @@ def test_shapes_and_embedding_dim(name, shape):
     )
     assert logits.shape == (shape[0], C) and logits.dtype == jnp.float32
     assert emb.shape == (shape[0], s.model.embedding_dim)
-    assert ("batch_stats" in s.variables) == (name in BN_MODELS)
+    assert ("batch_stats" in s.variables) == (name in BN_MODELS + FC_MODELS)
     assert stats == {}
     v = jax.eval_shape(s.model.init, jax.random.key(0), s.x)
     assert jax.tree.structure(v) == jax.tree.structure(s.variables)
@@ -394,7 +401,10 @@ def test_params_of_lists_defaults():
     assert models.params_of("cnn") == {"dropout": 0.5, "conv_dropout": 0.25, "padding": "VALID"}
     for name in BN_MODELS:
         assert models.params_of(name) == {"width": 64, "dropout": 0.0}
-    assert models.NAMES == ("mlp", "cnn", "resnet18", "resnet34", "vgg11", "vgg16")
+    for name in FC_MODELS:
+        assert models.params_of(name) == {"width": 64, "dropout": 0.5}
+    assert models.NAMES[:6] == ("mlp", "cnn", "resnet18", "resnet34", "vgg11", "vgg16")
+    assert models.NAMES[6:] == ("resnet50", "vgg19", "vgg11_fc", "vgg16_fc", "vgg19_fc")
 
 
 @pytest.mark.parametrize(
@@ -423,6 +433,6 @@ def test_validate_accepts_good_params_and_lists_allowed():
     models.validate("cnn", {"dropout": 0.0, "conv_dropout": 0.0, "padding": "SAME"})
     models.validate("vgg16", {"width": 16, "dropout": 0.5})
     with pytest.raises(ValueError, match="allowed: mlp, cnn, resnet18"):
-        models.validate("resnet50", {})
+        models.validate("resnet101", {})
     with pytest.raises(ValueError, match="allowed: hidden, dropout"):
         models.validate("mlp", {"depth": 3})

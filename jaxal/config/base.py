@@ -92,14 +92,24 @@ def base_config() -> ml_collections.ConfigDict:
     # "host" (Python loop of jitted steps; faster for conv nets on XLA:CPU), "auto".
     c.train.step_loop = "auto"
     c.train.reinit = True  # re-initialise the model each round (False: warm start)
+    # What a re-initialised round starts from: "" = model.init (a fresh draw per
+    # seed and round); "pretrain" = the model pretrained on the pool without labels
+    # (config.pretrain, once per run, cached); "file:PATH" = the variables in an npz
+    # (jaxal.pretrain.save_variables). With reinit=False only the first round does.
+    c.train.init_from = ""
     c.train.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": False})
     # Per image, before crop and flip; 0 = off.
     c.train.augment.rotation = 0.0  # degrees r: angle U[-r, r], bilinear, zero fill
     c.train.augment.contrast = 0.0  # c: factor U[1 - c, 1 + c] about the mean luma
     c.train.augment.hue = 0.0  # h: shift U[-h, h] turns (YIQ chroma rotation), RGB only
+    # b: add U[-b, b] to every pixel of an image (input units; after contrast)
+    c.train.augment.brightness = 0.0
     c.train.early_stop = ml_collections.ConfigDict()
     c.train.early_stop.train_accuracy = ml_collections.FieldReference(None, field_type=float)
     c.train.early_stop.patience = ml_collections.FieldReference(None, field_type=int)
+    # R: train each round's model R times (derived keys; an [R] axis), report the
+    # mean test/val metrics (and test_accuracy_r<j>); replica 0 scores the pool.
+    c.train.retrains = 1
 
     c.initial = ml_collections.ConfigDict()
     # random | class_balanced | from_file | cluster (k-means, K = classes) |
@@ -174,6 +184,24 @@ def base_config() -> ml_collections.ConfigDict:
     c.mc = ml_collections.ConfigDict({"samples": 20, "mode": "full", "consistent": False})
     c.ensemble_size = 1  # M > 1: a deep ensemble trained as an [M] array axis
     c.score_batch_size = 1024
+    # Unsupervised pretraining for train.init_from="pretrain" (jaxal.pretrain):
+    # DeepCluster (Caron et al. 2018) on the pool -- k-means on the PCA-whitened,
+    # L2-normalised penultimate features gives pseudo-labels, the network trains on
+    # them (classes sampled uniformly, last layer re-drawn each time), repeat.
+    c.pretrain = ml_collections.ConfigDict()
+    c.pretrain.method = "deepcluster"
+    c.pretrain.rounds = 10  # clusterings (DeepCluster re-clusters every epoch)
+    c.pretrain.epochs = 1  # training epochs on each clustering's pseudo-labels
+    c.pretrain.clusters = 0  # k of k-means; 0 = the number of classes
+    c.pretrain.pca_dim = 256  # PCA-whitening dimension before k-means (0 = no PCA)
+    c.pretrain.kmeans_iters = 50  # most Lloyd iterations per clustering
+    # The optimizer is train.optimizer (with its momentum and weight decay). None: train's.
+    c.pretrain.learning_rate = ml_collections.FieldReference(None, field_type=float)
+    c.pretrain.batch_size = ml_collections.FieldReference(None, field_type=int)  # None: train's
+    c.pretrain.seed = 0  # one pretrained model per run, shared by all seeds and strategies
+    # Where the pretrained variables are cached (relative paths: from the workdir);
+    # None = <workdir>/pretrain.
+    c.pretrain.cache_dir = config_dict.placeholder(str)
     # learning_curve.png/.pdf/.svg: the band around the mean over seeds: std,
     # sem (standard error) or ci95 (95% t interval).
     c.report = ml_collections.ConfigDict({"band": "std"})

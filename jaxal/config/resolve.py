@@ -14,6 +14,7 @@ from jaxal.settings import (
     InitialSettings,
     MCSettings,
     Plan,
+    PretrainSettings,
     RunSettings,
     ScheduleSettings,
     TrainSettings,
@@ -116,4 +117,6 @@ def settings(config) -> RunSettings:
         checkpoint_max_to_keep=int(config.checkpoint.max_to_keep),
         checkpoint_async=bool(config.checkpoint.async_save),
         report_band=str(config.report.band),
+        init_from=str(config.train.get("init_from", "") or ""),
+        pretrain=PretrainSettings.of(config.get("pretrain")),
     )

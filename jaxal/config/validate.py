@@ -13,6 +13,7 @@ from jaxal import data as data_lib
 from jaxal import grid as grid_lib
 from jaxal import initial as initial_lib
 from jaxal import models as models_lib
+from jaxal import pretrain as pretrain_lib
 from jaxal import report as report_lib
 from jaxal import strategies as strategies_lib
 from jaxal import train as train_lib
@@ -49,6 +50,7 @@ _INTS = (
     "train.eval_batch_size",
     "train.augment.crop_padding",
     "train.warmup_epochs",
+    "train.retrains",
 )
 _OPTIONAL_INTS = ("budget", "num_rounds", "train.early_stop.patience")
 _NUMBERS = (
@@ -64,6 +66,7 @@ _AUGMENT_RANGES = (
     ("train.augment.rotation", 0.0, 180.0, "degrees"),
     ("train.augment.contrast", 0.0, 1.0, "contrast factor spread"),
     ("train.augment.hue", 0.0, 0.5, "turns of the colour circle"),
+    ("train.augment.brightness", 0.0, 10.0, "shift in input units"),
 )
 _STRINGS = (
     "seed_execution",
@@ -132,6 +135,7 @@ def _check_types(config) -> None:
 
 
 STEP_LOOP = ("auto", "device", "host")
+MAX_RETRAINS = 64  # train.retrains: R replicas of each round's model
 INITIAL = initial_lib.NAMES
 MC_MODES = ("full", "head")
 
@@ -198,6 +202,8 @@ def validate(config, *, custom_model=None) -> None:
         grid_lib.check(grid_lib.parse(config.grid), TrainSettings.of(t))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if not 1 <= t.retrains <= MAX_RETRAINS:
+        _fail("train.retrains", t.retrains, f"must be in [1, {MAX_RETRAINS}] (1 = train once)")
     if t.augment.crop_padding < 0:
         _fail("train.augment.crop_padding", t.augment.crop_padding, "must be >= 0")
     for key, lo, hi, unit in _AUGMENT_RANGES:
@@ -218,6 +224,12 @@ def validate(config, *, custom_model=None) -> None:
             )
     try:
         initial_lib.validate(config.initial)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    try:  # train.init_from and config.pretrain (the round-start hook, jaxal.pretrain)
+        pretrain_lib.validate(
+            t.get("init_from", ""), config.get("pretrain"), config.get("ensemble_size", 1)
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if int(config.query_size) < 1:

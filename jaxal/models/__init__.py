@@ -26,9 +26,9 @@ from jaxal.models.adapter import from_linen
 from jaxal.models.base import Model
 from jaxal.models.cnn import cnn
 from jaxal.models.mlp import mlp
-from jaxal.models.resnet import resnet18, resnet34
+from jaxal.models.resnet import resnet18, resnet34, resnet50
 from jaxal.models.user import factory_params, from_module, get_user_model, is_user_spec
-from jaxal.models.vgg import vgg11, vgg16
+from jaxal.models.vgg import vgg11, vgg11_fc, vgg16, vgg16_fc, vgg19, vgg19_fc
 
 # name -> factory(num_classes, **params) -> Model. The factories' keyword-only
 # arguments are the model's config parameters.
@@ -39,6 +39,13 @@ REGISTRY: dict[str, Callable[..., Model]] = {
     "resnet34": resnet34,
     "vgg11": vgg11,
     "vgg16": vgg16,
+    # Added with the architecture study (experiments/architectures/): App. B of
+    # the feature-space paper. vgg*_fc carry its FC head (4096-4096-1000-C).
+    "resnet50": resnet50,
+    "vgg19": vgg19,
+    "vgg11_fc": vgg11_fc,
+    "vgg16_fc": vgg16_fc,
+    "vgg19_fc": vgg19_fc,
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 
@@ -164,7 +171,12 @@ __all__ = [
     "params_of",
     "resnet18",
     "resnet34",
+    "resnet50",
     "validate",
     "vgg11",
+    "vgg11_fc",
     "vgg16",
+    "vgg16_fc",
+    "vgg19",
+    "vgg19_fc",
 ]
