@@ -136,7 +136,7 @@ def test_a_diverged_seed_does_not_affect_the_others():
     variables, fm = engine.fit(state, jnp.int32(0), run.data)
     state = state._replace(variables=variables)
     cand, outputs = engine.score(state, jnp.int32(0), run.data)
-    take = jnp.int32(5)
+    take = jnp.full((2,), 5, jnp.int32)  # per lane
     _, healthy = engine.select(state, jnp.int32(0), cand, outputs, take, jnp.array([False, False]))
     _, mixed = engine.select(state, jnp.int32(0), cand, outputs, take, jnp.array([True, False]))
     np.testing.assert_array_equal(np.asarray(mixed)[1], np.asarray(healthy)[1])
