@@ -438,7 +438,7 @@ def _schedule_step(engine: Engine, schedule: dict, metrics: dict, labels: np.nda
     Returns ``(new schedule, take int32[L], active bool[L], stopped_now bool[L])``.
     """
     plan, sch = engine.plan, engine.schedule or ScheduleSettings()
-    s = {k: np.asarray(v) for k, v in schedule.items()}
+    s = {k: parallel.to_host(v) for k, v in schedule.items()}
     active = ~s["stopped"]
     stop_now = np.zeros_like(active)
     best, bad = s["best"], s["bad"]
