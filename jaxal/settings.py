@@ -29,6 +29,25 @@ def _get(obj, dotted: str, default=_MISSING):
     return obj
 
 
+_CONVERT = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _from_block(cls, cfg):
+    """A flat settings dataclass from its config block (``None``: the defaults; an
+    instance: as is). Each field is read by name, missing ones take the default,
+    and values are converted to the field's type (``T | None`` keeps ``None``)."""
+    if cfg is None:
+        return cls()
+    if isinstance(cfg, cls):
+        return cfg
+    values = {}
+    for f in dataclasses.fields(cls):
+        kind, _, optional = str(f.type).partition(" | ")
+        v = _get(cfg, f.name, f.default)
+        values[f.name] = None if (optional and v is None) else _CONVERT[kind](v)
+    return cls(**values)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
     """How one round trains (``config.train``)."""
@@ -109,24 +128,7 @@ class SSLSettings:
 
     @classmethod
     def of(cls, cfg) -> SSLSettings:
-        if cfg is None:
-            return cls()
-        if isinstance(cfg, cls):
-            return cfg
-        d = cls()
-        return cls(
-            arch=str(_get(cfg, "arch", d.arch)),
-            latent=int(_get(cfg, "latent", d.latent)),
-            hidden=int(_get(cfg, "hidden", d.hidden)),
-            epochs=int(_get(cfg, "epochs", d.epochs)),
-            batch_size=int(_get(cfg, "batch_size", d.batch_size)),
-            learning_rate=float(_get(cfg, "learning_rate", d.learning_rate)),
-            weight_decay=float(_get(cfg, "weight_decay", d.weight_decay)),
-            val_fraction=float(_get(cfg, "val_fraction", d.val_fraction)),
-            temperature=float(_get(cfg, "temperature", d.temperature)),
-            step_loop=str(_get(cfg, "step_loop", d.step_loop)),
-            seed=int(_get(cfg, "seed", d.seed)),
-        )
+        return _from_block(cls, cfg)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,28 +195,7 @@ class PretrainSettings:
 
     @classmethod
     def of(cls, cfg) -> PretrainSettings:
-        if cfg is None:
-            return cls()
-        if isinstance(cfg, cls):
-            return cfg
-        d = cls()
-
-        def opt(key, conv):
-            v = _get(cfg, key, None)
-            return None if v is None else conv(v)
-
-        return cls(
-            method=str(_get(cfg, "method", d.method)),
-            rounds=int(_get(cfg, "rounds", d.rounds)),
-            epochs=int(_get(cfg, "epochs", d.epochs)),
-            clusters=int(_get(cfg, "clusters", d.clusters)),
-            pca_dim=int(_get(cfg, "pca_dim", d.pca_dim)),
-            kmeans_iters=int(_get(cfg, "kmeans_iters", d.kmeans_iters)),
-            learning_rate=opt("learning_rate", float),
-            batch_size=opt("batch_size", int),
-            seed=int(_get(cfg, "seed", d.seed)),
-            cache_dir=opt("cache_dir", str),
-        )
+        return _from_block(cls, cfg)
 
 
 @dataclasses.dataclass(frozen=True)
