@@ -335,8 +335,11 @@ def _finished_states_dir(writer: RunWriter, index: int) -> str:
 
 def _save_finished_states(writer: RunWriter, index: int, recent: list) -> None:
     """Keep the states after a finished strategy's last rounds but one (the
-    round a larger or slightly smaller budget recomputes from)."""
-    if not writer.primary or not recent:
+    round a larger or slightly smaller budget recomputes from).
+
+    Every process takes part: Orbax synchronises the processes when it opens
+    a checkpoint directory, and each process writes the shards it owns."""
+    if not recent:
         return
     with checkpoint_lib.RunCheckpointer(
         _finished_states_dir(writer, index), max_to_keep=len(recent), async_save=False
@@ -356,7 +359,8 @@ def _retarget(rows: list[dict], plan) -> tuple[int, list[dict], bool]:
 
     Returns ``(start, kept rows, done)``: ``done`` means every round of the
     new plan is recorded (a shrink to a round boundary: the last kept round's
-    ``queried`` becomes 0); otherwise rounds ``start, ...`` are to be run from
+    ``queried`` and ``scored`` become 0: the last round acquires nothing, so it
+    scores nothing); otherwise rounds ``start, ...`` are to be run from
     the state after round ``start - 1``.
     """
     first = {}
@@ -374,7 +378,11 @@ def _retarget(rows: list[dict], plan) -> tuple[int, list[dict], bool]:
     last = plan.num_rounds - 1
     if j == last and j in first and int(first[j]["num_labeled"]) == plan.labels_at(j):
         kept = [r for r in rows if r["round"] < j]
-        kept += [dict(r, queried=0) for r in rows if r["round"] == j]
+        kept += [
+            dict(r, queried=0, **({"scored": 0} if "scored" in r else {}))
+            for r in rows
+            if r["round"] == j
+        ]
         return plan.num_rounds, kept, True
     return j, [r for r in rows if r["round"] < j], False
 

@@ -64,6 +64,10 @@ def make_state(step: int = 0) -> SeedState:
             nested=((), jnp.arange(S, dtype=jnp.int32) + step, None),
             missing=None,
         ),
+        hparams={
+            "learning_rate": jnp.full((S,), 1e-3 * (step + 1), jnp.float32),
+            "weight_decay": jnp.zeros((S,), jnp.float32),
+        },
     )
 
 

@@ -345,6 +345,7 @@ def test_default_config():
         normalize="standardize",
         pool_size=None,
         val_size=0,
+        val2_size=0,
         imbalance_factor=1.0,
         data_seed=0,
     )
