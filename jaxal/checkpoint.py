@@ -155,7 +155,12 @@ class RunCheckpointer:
     """
 
     def __init__(
-        self, directory: str | os.PathLike, *, max_to_keep: int = 3, async_save: bool = True
+        self,
+        directory: str | os.PathLike,
+        *,
+        max_to_keep: int = 3,
+        async_save: bool = True,
+        name: str = "run",
     ):
         """Open (creating if needed) a checkpoint directory.
 
@@ -164,6 +169,11 @@ class RunCheckpointer:
           max_to_keep: newest steps kept on disk; older ones are deleted.
           async_save: write in a background thread; :meth:`save` returns once the
             arrays are copied off the device, :meth:`wait` blocks until written.
+          name: the prefix of this checkpointer's multi-process barriers, the
+            same on every process and distinct between checkpointers open at
+            once: Orbax names some barriers without a counter, so two managers
+            saving at the same time would otherwise meet at one barrier
+            ("Barrier ... is already ongoing").
         """
         directory = os.fspath(directory)
         if "://" not in directory:  # keep gs:// and other remote paths as given
@@ -174,6 +184,9 @@ class RunCheckpointer:
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,  # remove partial saves left by a killed run
             create=True,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix=f"jaxal-{name}"
+            ),
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=(_STATE, _META, _LAYOUT)

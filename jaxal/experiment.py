@@ -342,7 +342,10 @@ def _save_finished_states(writer: RunWriter, index: int, recent: list) -> None:
     if not recent:
         return
     with checkpoint_lib.RunCheckpointer(
-        _finished_states_dir(writer, index), max_to_keep=len(recent), async_save=False
+        _finished_states_dir(writer, index),
+        max_to_keep=len(recent),
+        async_save=False,
+        name=f"finished-{index}",
     ) as keep:
         for r, state in recent:
             keep.save(r, state, {"round": r})
@@ -452,7 +455,7 @@ def _state_after(ckpt, writer: RunWriter, si: int, round_: int, resume: Resume):
         if directory is None:
             keep = ckpt
         elif os.path.isdir(directory):
-            keep = checkpoint_lib.RunCheckpointer(directory, async_save=False)
+            keep = checkpoint_lib.RunCheckpointer(directory, async_save=False, name=f"kept-{si}")
         else:
             continue
         try:
