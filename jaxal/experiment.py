@@ -122,6 +122,19 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
             max_to_keep=settings.checkpoint_max_to_keep,
             async_save=settings.checkpoint_async,
         )
+    in_round = None  # checkpoint.every_epochs / every_minutes: saves inside a round
+    if ckpt is not None and (settings.checkpoint_every_epochs or settings.checkpoint_every_minutes):
+        from jaxal.in_round import InRoundCheckpoints
+
+        in_round = InRoundCheckpoints(
+            writer.checkpoint_dir,
+            every_epochs=settings.checkpoint_every_epochs,
+            every_minutes=settings.checkpoint_every_minutes,
+            round_step=_step,
+            budget=plan.budget,
+            async_save=settings.checkpoint_async,
+            guard=lambda: _disk("an in-round checkpoint", writer),
+        )
     console.print(
         f"[bold]jaxal[/]: {run.dataset.name} (pool {plan.num_pool}, test "
         f"{run.dataset.x_test.shape[0]}, {plan.num_classes} classes), model {run.model.name}, "
@@ -204,8 +217,9 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
                     rows = list(rows)
                     all_rows += rows
                 recent: list = []  # (round, state) of the last rounds: kept for budget changes
+                hooks = None if in_round is None else in_round.for_strategy(si)
                 for rec, state in rounds(  # noqa: B020 (each round's state replaces the last)
-                    engine, seeds, run.data, state=state, start_round=start
+                    engine, seeds, run.data, state=state, start_round=start, in_round=hooks
                 ):
                     new = report.rows(label, seeds, [rec])
                     rows += new
@@ -248,6 +262,8 @@ def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, consol
         if ckpt is not None:
             with _disk("the last checkpoint", writer):
                 ckpt.close()
+                if in_round is not None:
+                    in_round.close()
 
     # --- Results ----------------------------------------------------------------
     rank = {label: i for i, label in enumerate(labels)}  # a fresh run's row order

@@ -83,6 +83,35 @@ class TrainPhases(NamedTuple):
     evaluate: Callable  # (variables, data) -> (acc, nll, val acc, val2 acc)
     executor: parallel.SeedExecutor
     train: TrainSettings | None = None  # its values are the lanes' default hyperparameters
+    # ``fit`` cut at epoch boundaries over lanes (checkpoints inside a round);
+    # None with train.retrains > 1.
+    chunks: LaneChunks | None = None
+
+
+class LaneChunks(NamedTuple):
+    """One round's fit over lanes in pieces: ``carry = start(state, round, data)``;
+    ``carry = run_until(carry, until, state, round, data)`` (epochs while a lane
+    trains and has done fewer than ``until``); ``finish(carry) -> (variables,
+    FitMetrics)``. The pieces run in the same order whatever the chunking, so a
+    round resumed from a saved carry ends as the uninterrupted one."""
+
+    start: Callable
+    run_until: Callable
+    finish: Callable
+
+
+class InRound(NamedTuple):
+    """Checkpoints inside a round (``checkpoint.every_epochs`` / ``every_minutes``),
+    given to :func:`rounds` by the experiment runner.
+
+    ``chunk``: epochs per piece of training; ``restore(round, template)`` ->
+    the saved carry of that round of this strategy, or None; ``after(round,
+    carry, stopping)`` is called after every piece: it saves when a save is due,
+    and always when ``stopping`` (a stop was requested during the piece)."""
+
+    chunk: int
+    restore: Callable[[int, Any], Any]
+    after: Callable[[int, Any, bool], None]
 
 
 class Engine(NamedTuple):
@@ -99,6 +128,7 @@ class Engine(NamedTuple):
     train: TrainSettings | None = None  # the default hyperparameters of a lane
     schedule: ScheduleSettings | None = None  # labels per round and stopping
     needs: Any = None  # the strategy's Needs (None: assume it scores the pool)
+    chunks: LaneChunks | None = None  # fit in pieces (checkpoints inside a round)
 
     @property
     def seed_execution(self) -> str:
@@ -154,12 +184,28 @@ def make_train_phases(
         fit = executor.wrap(fit_seed, (0, None, None))
         if train.retrains > 1:  # the [R] replica axis (train.retrains)
             fit = _replicated_fit(fit_seed, fit, executor, train.retrains)
+        pieces = train_lib.make_fit_chunks(model, train, train.eval_batch_size, grid)
+
+        def start_seed(state: SeedState, round_: Array, data: train_lib.Data):
+            variables = start_variables(state, round_, data)
+            return pieces.start(variables, *ctx(state, round_), data, state.hparams)
+
+        def run_seed(c, until, state: SeedState, round_: Array, data: train_lib.Data):
+            return pieces.run_until(c, until, *ctx(state, round_), data)
+
+        chunks = LaneChunks(
+            executor.wrap(start_seed, (0, None, None)),
+            executor.wrap(run_seed, (0, None, 0, None, None)),
+            executor.wrap(pieces.finish, (0,)),
+        )
     elif train.step_loop == "host":
-        fit = _host_fit(model, train, executor, start_variables, ctx, grid)
+        fit, chunks = _host_fit(model, train, executor, start_variables, ctx, grid)
     else:
         raise ValueError(f"train.step_loop={train.step_loop!r} is unresolved; use device or host")
     evaluate = executor.wrap(_replica_mean(evaluate_seed, train.retrains), (0, None))
-    return TrainPhases(fit, evaluate, executor, train)
+    if train.retrains > 1:
+        chunks = None  # the replicas' carries are not cut (see jaxal.config.validate)
+    return TrainPhases(fit, evaluate, executor, train, chunks)
 
 
 def _host_fit(
@@ -183,9 +229,24 @@ def _host_fit(
     )
     driver = train_lib.host_fit(jparts, train.batch_size)
     first = executor.jit(lambda s, r, d: (start_variables(s, r, d), *ctx(s, r)), (0, None, None))
+    piece = train_lib.host_fit_chunks(jparts, train.batch_size)
+    ctx_of = executor.jit(lambda s, r: ctx(s, r), (0, None))
 
     def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
         return driver(*first(state, round_, data), data, state.hparams)
+
+    def start_seed(state: SeedState, round_: Array, data: train_lib.Data):
+        variables, *c = first(state, round_, data)
+        return piece.start(variables, *c, data, state.hparams)
+
+    def run_seed(c, until, state: SeedState, round_: Array, data: train_lib.Data):
+        return piece.run_until(c, until, *ctx_of(state, round_), data)
+
+    chunks = LaneChunks(
+        executor.map(start_seed, (0, None, None)),
+        executor.map(run_seed, (0, None, 0, None, None)),
+        executor.map(piece.finish, (0,)),
+    )
 
     if train.retrains > 1:  # replicas one after another (see _replicated_fit)
         def first_replica(state: SeedState, round_: Array, data: train_lib.Data, j: Array):
@@ -203,7 +264,7 @@ def _host_fit(
             )
             return (variables, *rest), fm
 
-    return executor.map(fit_seed, (0, None, None))
+    return executor.map(fit_seed, (0, None, None)), chunks
 
 
 # Retrains (``train.retrains = R``): each round's model trained R times on the
@@ -382,6 +443,7 @@ def make_engine(
         train=phases.train,
         schedule=schedule,
         needs=strategy.needs,
+        chunks=phases.chunks,
     )
 
 
@@ -473,6 +535,7 @@ def rounds(
     *,
     state: SeedState | None = None,
     start_round: int = 0,
+    in_round: InRound | None = None,
 ) -> Iterator[tuple[RoundRecord, SeedState]]:
     """Run the rounds of one strategy for all seeds, yielding after each.
 
@@ -480,7 +543,10 @@ def rounds(
     last round, it then scores the pool and labels ``plan.take(labeled)``
     points. Yields ``(record, state)`` with the state the next round starts
     from (a checkpoint boundary). To resume, pass that ``state`` and
-    ``start_round`` = the next round.
+    ``start_round`` = the next round. ``in_round``: train each round in pieces
+    of ``in_round.chunk`` epochs, calling its ``after`` between pieces (a
+    checkpoint of the training carry) and starting a round from its saved
+    carry when ``restore`` has one.
     """
     plan = engine.plan
     if state is None:
@@ -497,7 +563,10 @@ def rounds(
         interrupt.check()  # SIGTERM / Ctrl-C: stop before the next round
         rr = jnp.int32(r)
         t0 = time.perf_counter()
-        variables, fm = _block(engine.fit(state, rr, data))
+        if in_round is None:
+            variables, fm = _block(engine.fit(state, rr, data))
+        else:
+            variables, fm = _fit_in_pieces(engine, state, rr, data, in_round)
         t1 = time.perf_counter()
         evaluated = engine.evaluate(variables, data)
         acc, nll, val_acc, val2_acc, *replicas = (parallel.to_host(a) for a in evaluated)
@@ -549,6 +618,34 @@ def rounds(
             test_accuracy_replicas=replicas[0] if replicas else None,
         )
         yield rec, state
+
+
+def _fit_in_pieces(engine: Engine, state: SeedState, rr: Array, data, in_round: InRound):
+    """One round's fit in pieces of ``in_round.chunk`` epochs, from a saved
+    carry if there is one; the carry goes to ``in_round.after`` after each
+    piece but the last."""
+    chunks, r = engine.chunks, int(rr)
+    carry = chunks.start(state, rr, data)
+    saved = in_round.restore(r, carry)
+    if saved is not None:
+        carry = saved
+    epochs = (engine.train or TrainSettings()).epochs
+
+    def finished(c):
+        return parallel.to_host(c.stop) | (parallel.to_host(c.epoch) >= epochs)
+
+    done = finished(carry)
+    while not bool(np.all(done)):
+        # chunk boundaries at multiples of `chunk` epochs, wherever a resume starts
+        low = int(np.min(np.where(done, epochs, parallel.to_host(carry.epoch))))
+        until = min(epochs, (low // in_round.chunk + 1) * in_round.chunk)
+        carry = _block(chunks.run_until(carry, jnp.int32(until), state, rr, data))
+        done = finished(carry)
+        stopping = interrupt.requested() is not None  # SIGTERM / Ctrl-C during the piece
+        if stopping or not bool(np.all(done)):
+            in_round.after(r, carry, stopping)  # saves when due, always when stopping
+        interrupt.check()
+    return _block(chunks.finish(carry))
 
 
 def run_rounds(

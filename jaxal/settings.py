@@ -326,6 +326,8 @@ class RunSettings:
     checkpoint_enabled: bool = True
     checkpoint_max_to_keep: int = 3
     checkpoint_async: bool = True
+    checkpoint_every_epochs: int = 0  # > 0: save the training carry inside a round
+    checkpoint_every_minutes: float = 0.0
     report_band: str = "std"
     # train.init_from: "" (every round from model.init), "pretrain" or "file:PATH"
     # (every round from those variables; jaxal.pretrain); pretrain: its settings.

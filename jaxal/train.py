@@ -507,6 +507,64 @@ def make_fit(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> Callable
     return fit
 
 
+class FitChunks(NamedTuple):
+    """One round's training cut at epoch boundaries, so a long round can be
+    checkpointed inside (``checkpoint.every_epochs`` / ``every_minutes``).
+
+    ``run_until(carry, until, *ctx)`` runs epochs while the seed trains and its
+    epoch count is below ``until`` (a traced scalar under the device step loop:
+    one compiled program serves every chunk, so chunk boundaries and a resume
+    from a saved carry never change the arithmetic).
+    """
+
+    start: Callable  # (variables, order, num_labeled, key, data, hparams) -> FitCarry
+    run_until: Callable  # (carry, until, order, num_labeled, key, data) -> FitCarry
+    finish: Callable  # (carry) -> (variables, FitMetrics)
+
+
+def make_fit_chunks(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> FitChunks:
+    """:func:`make_fit` as start / run epochs until / finish (device step loop)."""
+    parts = make_fit_parts(model, cfg, eval_batch_size, grid)
+    bsz = TrainSettings.of(cfg).batch_size
+
+    def start(variables, order, num_labeled, key, data, hparams=None):
+        return parts.start(variables, order, num_labeled.astype(jnp.int32), key, data, hparams)
+
+    def run_until(c: FitCarry, until, order, num_labeled, key, data):
+        ctx = (order, num_labeled.astype(jnp.int32), key, data)
+        n_steps = (ctx[1] + bsz - 1) // bsz
+
+        def epoch(c):
+            c = parts.begin_epoch(c, *ctx)
+            c = jax.lax.fori_loop(0, n_steps, lambda i, c: parts.step(c, i, *ctx), c)
+            return parts.end_epoch(c, *ctx)
+
+        return jax.lax.while_loop(lambda c: ~c.stop & (c.epoch < until), epoch, c)
+
+    return FitChunks(start, run_until, parts.finish)
+
+
+def host_fit_chunks(parts: FitParts, batch_size: int) -> FitChunks:
+    """:func:`host_fit` as start / run epochs until / finish: the same Python
+    loop of the same jitted pieces, stopped at an epoch boundary."""
+
+    def start(variables, order, num_labeled, key, data, hparams=None):
+        return parts.start(variables, order, num_labeled, key, data, hparams)
+
+    def run_until(c: FitCarry, until, order, num_labeled, key, data):
+        ctx = (order, num_labeled, key, data)
+        n = int(np.max(to_host(num_labeled)))
+        while not bool(np.all(to_host(c.stop) | (to_host(c.epoch) >= int(until)))):
+            c = parts.begin_epoch(c, *ctx)
+            for i in range(-(-n // batch_size)):
+                interrupt.check()  # SIGTERM / Ctrl-C: abandon the round here
+                c = parts.step(c, jnp.int32(i), *ctx)
+            c = parts.end_epoch(c, *ctx)
+        return c
+
+    return FitChunks(start, run_until, parts.finish)
+
+
 def host_fit(parts: FitParts, batch_size: int) -> Callable:
     """``fit`` with the epoch and step loops in Python around jitted ``parts``.
 

@@ -219,8 +219,18 @@ def base_config() -> ml_collections.ConfigDict:
         }
     )
     # Orbax checkpoint of the full run state after every round (exact resume).
+    # Inside a round too: every_epochs = N saves the training state every N
+    # epochs; every_minutes = M every M minutes (checked at epoch ends, or every
+    # N epochs when both are set); 0 = off. A run killed mid-round resumes from
+    # that epoch, to the results of the run never interrupted.
     c.checkpoint = ml_collections.ConfigDict(
-        {"enabled": True, "max_to_keep": 3, "async_save": True}
+        {
+            "enabled": True,
+            "max_to_keep": 3,
+            "async_save": True,
+            "every_epochs": 0,
+            "every_minutes": 0.0,
+        }
     )
     return c
 

@@ -116,6 +116,8 @@ def settings(config) -> RunSettings:
         checkpoint_enabled=bool(config.checkpoint.enabled),
         checkpoint_max_to_keep=int(config.checkpoint.max_to_keep),
         checkpoint_async=bool(config.checkpoint.async_save),
+        checkpoint_every_epochs=int(config.checkpoint.get("every_epochs", 0)),
+        checkpoint_every_minutes=float(config.checkpoint.get("every_minutes", 0.0)),
         report_band=str(config.report.band),
         init_from=str(config.train.get("init_from", "") or ""),
         pretrain=PretrainSettings.of(config.get("pretrain")),

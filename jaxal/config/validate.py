@@ -51,6 +51,7 @@ _INTS = (
     "train.augment.crop_padding",
     "train.warmup_epochs",
     "train.retrains",
+    "checkpoint.every_epochs",
 )
 _OPTIONAL_INTS = ("budget", "num_rounds", "train.early_stop.patience")
 _NUMBERS = (
@@ -59,6 +60,7 @@ _NUMBERS = (
     "train.weight_decay",
     "train.epochs",
     "train.warmup_start",
+    "checkpoint.every_minutes",
 )
 _OPTIONAL_NUMBERS = ("train.early_stop.train_accuracy",)
 # Augmentation strengths: (key, lowest, highest, unit).
@@ -140,6 +142,27 @@ INITIAL = initial_lib.NAMES
 MC_MODES = ("full", "head")
 
 
+def _check_in_round_checkpoints(config) -> None:
+    """``checkpoint.every_epochs`` / ``every_minutes``: checkpoints inside a round."""
+    ck = config.checkpoint
+    if ck.every_epochs < 0:
+        _fail("checkpoint.every_epochs", ck.every_epochs, "must be >= 0 (0 = at round ends only)")
+    if ck.every_minutes < 0:
+        _fail("checkpoint.every_minutes", ck.every_minutes, "must be >= 0 (0 = off)")
+    if not (ck.every_epochs or ck.every_minutes):
+        return
+    key = "checkpoint.every_epochs" if ck.every_epochs else "checkpoint.every_minutes"
+    value = ck.every_epochs or ck.every_minutes
+    if not ck.enabled:
+        _fail(key, value, "needs checkpoint.enabled=True")
+    if config.train.retrains > 1:
+        _fail(
+            key,
+            value,
+            "is not supported with train.retrains > 1 yet (set it to 0, or train.retrains=1)",
+        )
+
+
 def validate(config, *, custom_model=None) -> None:
     """Checks that need no data: names, signs, and strategy/model parameters.
 
@@ -204,6 +227,7 @@ def validate(config, *, custom_model=None) -> None:
         raise ConfigError(str(e)) from None
     if not 1 <= t.retrains <= MAX_RETRAINS:
         _fail("train.retrains", t.retrains, f"must be in [1, {MAX_RETRAINS}] (1 = train once)")
+    _check_in_round_checkpoints(config)
     if t.augment.crop_padding < 0:
         _fail("train.augment.crop_padding", t.augment.crop_padding, "must be >= 0")
     for key, lo, hi, unit in _AUGMENT_RANGES:
