@@ -4,14 +4,18 @@ Seeds, ensemble members and MC samples are array axes; acquisition runs on
 device; runs checkpoint every round and resume exactly. See README.md.
 """
 
-from jaxal import data, models, strategies
-from jaxal.assemble import Run, assemble
-from jaxal.config import ConfigError, base_config
-from jaxal.experiment import run_experiment
-from jaxal.loop import SeedState, make_engine, rounds, run_rounds
-from jaxal.models.base import Model
-from jaxal.settings import Plan
-from jaxal.strategies.base import Needs, Outputs, Strategy
+from jaxal.memory import keep_freed_memory
+
+keep_freed_memory()  # before JAX allocates: see jaxal/memory.py (JAXAL_MALLOC=system: off)
+
+from jaxal import data, models, strategies  # noqa: E402
+from jaxal.assemble import Run, assemble  # noqa: E402
+from jaxal.config import ConfigError, base_config  # noqa: E402
+from jaxal.experiment import run_experiment  # noqa: E402
+from jaxal.loop import SeedState, make_engine, rounds, run_rounds  # noqa: E402
+from jaxal.models.base import Model  # noqa: E402
+from jaxal.settings import Plan  # noqa: E402
+from jaxal.strategies.base import Needs, Outputs, Strategy  # noqa: E402
 
 __version__ = "0.1.0"
 

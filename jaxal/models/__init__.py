@@ -25,6 +25,7 @@ from collections.abc import Callable
 from jaxal.models.adapter import from_linen
 from jaxal.models.base import Model
 from jaxal.models.cnn import cnn
+from jaxal.models.conv import IMPLS as CONV_IMPLS
 from jaxal.models.mlp import mlp
 from jaxal.models.resnet import resnet18, resnet34, resnet50
 from jaxal.models.user import factory_params, from_module, get_user_model, is_user_spec
@@ -115,6 +116,10 @@ def validate(name: str, params: dict[str, object]) -> None:
                 )
         elif key == "padding" and value not in ("VALID", "SAME"):
             raise ValueError(f"model.{key}: allowed: 'VALID', 'SAME'; got {value!r}")
+        elif key == "conv" and value not in CONV_IMPLS:
+            raise ValueError(
+                f"model.{key}: allowed: {', '.join(repr(v) for v in CONV_IMPLS)}; got {value!r}"
+            )
 
 
 def _validate_user(name: str, params: dict[str, object]) -> None:

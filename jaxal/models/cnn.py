@@ -15,18 +15,20 @@ import flax.linen as nn
 
 from jaxal.models.adapter import from_linen
 from jaxal.models.base import Array, Model
+from jaxal.models.conv import Conv
 
 
 class CNNBackbone(nn.Module):
     """The conv trunk up to the max pool: ``[B, H, W, C] -> [B, H', W', 32]``."""
 
     padding: str = "VALID"
+    conv: str = "xla"  # jaxal.models.conv.IMPLS
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         del train  # no batch norm
-        x = nn.relu(nn.Conv(32, (3, 3), padding=self.padding)(x))
-        x = nn.relu(nn.Conv(32, (3, 3), padding=self.padding)(x))
+        x = nn.relu(Conv(32, (3, 3), padding=self.padding, impl=self.conv)(x))
+        x = nn.relu(Conv(32, (3, 3), padding=self.padding, impl=self.conv)(x))
         return nn.max_pool(x, (2, 2), strides=(2, 2))
 
 
@@ -55,6 +57,7 @@ def cnn(
     dropout: float = 0.5,
     conv_dropout: float = 0.25,
     padding: str = "VALID",
+    conv: str = "xla",
 ) -> Model:
     """The BALD-paper MNIST CNN.
 
@@ -64,6 +67,8 @@ def cnn(
       conv_dropout: rate of the dropout after the conv trunk's max pool (0
         puts all dropout right before the classifier).
       padding: ``'VALID'`` (the paper; inputs >= 6x6) or ``'SAME'``.
+      conv: the convolutions' formulation, ``'xla'`` or ``'im2col'``
+        (:mod:`jaxal.models.conv`; same results up to float rounding).
 
     Returns:
       The :class:`Model`; ``embedding_dim = 128``. ``features`` is the pooled
@@ -71,7 +76,7 @@ def cnn(
     """
     return from_linen(
         "cnn",
-        CNNBackbone(padding=padding),
+        CNNBackbone(padding=padding, conv=conv),
         CNNHead(num_classes=num_classes, dropout=dropout, conv_dropout=conv_dropout),
         embedding_dim=128,
         has_batch_norm=False,

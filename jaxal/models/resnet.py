@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from jaxal.models.adapter import DenseHead, batch_norm, from_linen
 from jaxal.models.base import Array, Model
+from jaxal.models.conv import Conv
 
 
 class BasicBlock(nn.Module):
@@ -36,16 +37,17 @@ class BasicBlock(nn.Module):
 
     features: int
     stride: int = 1
+    conv: str = "xla"  # jaxal.models.conv.IMPLS
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         s = (self.stride, self.stride)
-        y = nn.Conv(self.features, (3, 3), s, padding="SAME", use_bias=False)(x)
+        y = Conv(self.features, (3, 3), s, padding="SAME", use_bias=False, impl=self.conv)(x)
         y = nn.relu(batch_norm()(y, use_running_average=not train))
-        y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(y)
+        y = Conv(self.features, (3, 3), padding="SAME", use_bias=False, impl=self.conv)(y)
         y = batch_norm()(y, use_running_average=not train)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = nn.Conv(self.features, (1, 1), s, use_bias=False)(x)
+            x = Conv(self.features, (1, 1), s, use_bias=False, impl=self.conv)(x)
             x = batch_norm()(x, use_running_average=not train)
         return nn.relu(x + y)
 
@@ -59,19 +61,20 @@ class Bottleneck(nn.Module):
     features: int
     stride: int = 1
     expansion: int = 4
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         s = (self.stride, self.stride)
         out = self.features * self.expansion
-        y = nn.Conv(self.features, (1, 1), use_bias=False)(x)
+        y = Conv(self.features, (1, 1), use_bias=False, impl=self.conv)(x)
         y = nn.relu(batch_norm()(y, use_running_average=not train))
-        y = nn.Conv(self.features, (3, 3), s, padding="SAME", use_bias=False)(y)
+        y = Conv(self.features, (3, 3), s, padding="SAME", use_bias=False, impl=self.conv)(y)
         y = nn.relu(batch_norm()(y, use_running_average=not train))
-        y = nn.Conv(out, (1, 1), use_bias=False)(y)
+        y = Conv(out, (1, 1), use_bias=False, impl=self.conv)(y)
         y = batch_norm()(y, use_running_average=not train)
         if self.stride != 1 or x.shape[-1] != out:
-            x = nn.Conv(out, (1, 1), s, use_bias=False)(x)
+            x = Conv(out, (1, 1), s, use_bias=False, impl=self.conv)(x)
             x = batch_norm()(x, use_running_average=not train)
         return nn.relu(x + y)
 
@@ -83,52 +86,69 @@ class ResNetBackbone(nn.Module):
     stage_sizes: Sequence[int]
     width: int = 64
     bottleneck: bool = False
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
-        x = nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False)(x)
+        x = Conv(self.width, (3, 3), padding="SAME", use_bias=False, impl=self.conv)(x)
         x = nn.relu(batch_norm()(x, use_running_average=not train))
         for i, num_blocks in enumerate(self.stage_sizes):
             for j in range(num_blocks):
                 stride = 2 if i > 0 and j == 0 else 1
                 block = Bottleneck if self.bottleneck else BasicBlock
-                x = block(self.width * 2**i, stride)(x, train)
+                x = block(self.width * 2**i, stride, conv=self.conv)(x, train)
         return jnp.mean(x, axis=(1, 2))
 
 
 def _resnet(
-    name: str, stage_sizes, num_classes: int, width: int, dropout: float, bottleneck=False
+    name: str,
+    stage_sizes,
+    num_classes: int,
+    width: int,
+    dropout: float,
+    bottleneck=False,
+    conv: str = "xla",
 ) -> Model:
     expansion = 4 if bottleneck else 1
     return from_linen(
         name,
-        ResNetBackbone(stage_sizes=tuple(stage_sizes), width=width, bottleneck=bottleneck),
+        ResNetBackbone(
+            stage_sizes=tuple(stage_sizes), width=width, bottleneck=bottleneck, conv=conv
+        ),
         DenseHead(num_classes=num_classes, rate=dropout),
         embedding_dim=width * 2 ** (len(stage_sizes) - 1) * expansion,
         has_batch_norm=True,
     )
 
 
-def resnet18(num_classes: int, *, width: int = 64, dropout: float = 0.0) -> Model:
+def resnet18(
+    num_classes: int, *, width: int = 64, dropout: float = 0.0, conv: str = "xla"
+) -> Model:
     """CIFAR ResNet-18 (BasicBlocks ``[2, 2, 2, 2]``).
 
     Args:
       num_classes: C.
       width: channels of the stem and first stage (64 in the paper); D = 8 * width.
       dropout: rate of the dropout before the classifier (0: none).
+      conv: the convolutions' formulation, ``'xla'`` or ``'im2col'``
+        (:mod:`jaxal.models.conv`; same results up to float rounding).
 
     Returns:
       The :class:`Model`; ``features`` is the pooled embedding ``[B, 8 * width]``.
     """
-    return _resnet("resnet18", (2, 2, 2, 2), num_classes, width, dropout)
+    return _resnet("resnet18", (2, 2, 2, 2), num_classes, width, dropout, conv=conv)
 
 
-def resnet34(num_classes: int, *, width: int = 64, dropout: float = 0.0) -> Model:
+def resnet34(
+    num_classes: int, *, width: int = 64, dropout: float = 0.0, conv: str = "xla"
+) -> Model:
     """CIFAR ResNet-34 (BasicBlocks ``[3, 4, 6, 3]``); arguments as :func:`resnet18`."""
-    return _resnet("resnet34", (3, 4, 6, 3), num_classes, width, dropout)
+    return _resnet("resnet34", (3, 4, 6, 3), num_classes, width, dropout, conv=conv)
 
 
-def resnet50(num_classes: int, *, width: int = 64, dropout: float = 0.0) -> Model:
+def resnet50(
+    num_classes: int, *, width: int = 64, dropout: float = 0.0, conv: str = "xla"
+) -> Model:
     """CIFAR ResNet-50 (Bottlenecks ``[3, 4, 6, 3]``, 4x expansion; App. B.1 of the
     feature-space paper).
 
@@ -138,8 +158,10 @@ def resnet50(num_classes: int, *, width: int = 64, dropout: float = 0.0) -> Mode
         the paper); the stages output ``4w, 8w, 16w, 32w`` channels, D = 32 * width
         (2048 at the paper size).
       dropout: rate of the dropout before the classifier (0: none).
+      conv: the convolutions' formulation, ``'xla'`` or ``'im2col'``
+        (:mod:`jaxal.models.conv`; same results up to float rounding).
 
     Returns:
       The :class:`Model`; ``features`` is the pooled embedding ``[B, 32 * width]``.
     """
-    return _resnet("resnet50", (3, 4, 6, 3), num_classes, width, dropout, bottleneck=True)
+    return _resnet("resnet50", (3, 4, 6, 3), num_classes, width, dropout, True, conv)

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from jaxal.models.adapter import DenseHead, batch_norm, from_linen
 from jaxal.models.base import Array, Model
+from jaxal.models.conv import Conv
 
 CFGS: dict[str, tuple[int | str, ...]] = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -61,6 +62,7 @@ class VGGBackbone(nn.Module):
     cfg: Sequence[int | str]
     width: int = 64
     flatten: bool = False
+    conv: str = "xla"  # jaxal.models.conv.IMPLS
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
@@ -68,7 +70,7 @@ class VGGBackbone(nn.Module):
             if c == "M":
                 x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
             else:
-                x = nn.Conv(int(c) * self.width // 64, (3, 3), padding="SAME")(x)
+                x = Conv(int(c) * self.width // 64, (3, 3), padding="SAME", impl=self.conv)(x)
                 x = nn.relu(batch_norm()(x, use_running_average=not train))
         if self.flatten:
             return x.reshape(x.shape[0], -1)
@@ -95,54 +97,66 @@ class VGGFCHead(nn.Module):
         return nn.Dense(self.num_classes)(emb), emb
 
 
-def _vgg(name: str, num_classes: int, width: int, dropout: float) -> Model:
+def _vgg(name: str, num_classes: int, width: int, dropout: float, conv: str = "xla") -> Model:
     cfg = CFGS[name]
     return from_linen(
         name,
-        VGGBackbone(cfg=cfg, width=width),
+        VGGBackbone(cfg=cfg, width=width, conv=conv),
         DenseHead(num_classes=num_classes, rate=dropout),
         embedding_dim=int(cfg[-2]) * width // 64,
         has_batch_norm=True,
     )
 
 
-def vgg11(num_classes: int, *, width: int = 64, dropout: float = 0.0) -> Model:
+def vgg11(
+    num_classes: int, *, width: int = 64, dropout: float = 0.0, conv: str = "xla"
+) -> Model:
     """CIFAR VGG-11 with batch norm.
 
     Args:
       num_classes: C.
       width: channels of the first conv (64 in the paper); D = 8 * width.
       dropout: rate of the dropout before the classifier (0: none).
+      conv: the convolutions' formulation, ``'xla'`` or ``'im2col'``
+        (:mod:`jaxal.models.conv`; same results up to float rounding).
 
     Returns:
       The :class:`Model`; ``features`` is the pooled embedding ``[B, 8 * width]``.
     """
-    return _vgg("vgg11", num_classes, width, dropout)
+    return _vgg("vgg11", num_classes, width, dropout, conv)
 
 
-def vgg16(num_classes: int, *, width: int = 64, dropout: float = 0.0) -> Model:
+def vgg16(
+    num_classes: int, *, width: int = 64, dropout: float = 0.0, conv: str = "xla"
+) -> Model:
     """CIFAR VGG-16 with batch norm; arguments as :func:`vgg11`."""
-    return _vgg("vgg16", num_classes, width, dropout)
+    return _vgg("vgg16", num_classes, width, dropout, conv)
 
 
-def vgg19(num_classes: int, *, width: int = 64, dropout: float = 0.0) -> Model:
+def vgg19(
+    num_classes: int, *, width: int = 64, dropout: float = 0.0, conv: str = "xla"
+) -> Model:
     """CIFAR VGG-19 with batch norm (App. B.2's conv layers); arguments as :func:`vgg11`."""
-    return _vgg("vgg19", num_classes, width, dropout)
+    return _vgg("vgg19", num_classes, width, dropout, conv)
 
 
-def _vgg_fc(name: str, num_classes: int, width: int, dropout: float) -> Model:
+def _vgg_fc(
+    name: str, num_classes: int, width: int, dropout: float, conv: str = "xla"
+) -> Model:
     cfg = CFGS[name.removesuffix("_fc")]
     widths = tuple(w * width // 64 for w in FC_WIDTHS)
     return from_linen(
         name,
-        VGGBackbone(cfg=cfg, width=width, flatten=True),
+        VGGBackbone(cfg=cfg, width=width, flatten=True, conv=conv),
         VGGFCHead(num_classes=num_classes, widths=widths, dropout=dropout),
         embedding_dim=widths[-1],
         has_batch_norm=True,
     )
 
 
-def vgg11_fc(num_classes: int, *, width: int = 64, dropout: float = 0.5) -> Model:
+def vgg11_fc(
+    num_classes: int, *, width: int = 64, dropout: float = 0.5, conv: str = "xla"
+) -> Model:
     """VGG-11 with App. B.2's fully connected head (see the module docstring).
 
     Args:
@@ -155,14 +169,18 @@ def vgg11_fc(num_classes: int, *, width: int = 64, dropout: float = 0.5) -> Mode
       The :class:`Model`; ``embedding_dim = 1000 * width // 64`` (the ReLU output
       of the 1000-wide layer); ``features`` is the flattened last conv map.
     """
-    return _vgg_fc("vgg11_fc", num_classes, width, dropout)
+    return _vgg_fc("vgg11_fc", num_classes, width, dropout, conv)
 
 
-def vgg16_fc(num_classes: int, *, width: int = 64, dropout: float = 0.5) -> Model:
+def vgg16_fc(
+    num_classes: int, *, width: int = 64, dropout: float = 0.5, conv: str = "xla"
+) -> Model:
     """VGG-16 with App. B.2's fully connected head; arguments as :func:`vgg11_fc`."""
-    return _vgg_fc("vgg16_fc", num_classes, width, dropout)
+    return _vgg_fc("vgg16_fc", num_classes, width, dropout, conv)
 
 
-def vgg19_fc(num_classes: int, *, width: int = 64, dropout: float = 0.5) -> Model:
+def vgg19_fc(
+    num_classes: int, *, width: int = 64, dropout: float = 0.5, conv: str = "xla"
+) -> Model:
     """VGG-19 with App. B.2's fully connected head; arguments as :func:`vgg11_fc`."""
-    return _vgg_fc("vgg19_fc", num_classes, width, dropout)
+    return _vgg_fc("vgg19_fc", num_classes, width, dropout, conv)
