@@ -494,17 +494,25 @@ def make_fit(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> Callable
 
     def fit(variables, order: Array, num_labeled: Array, key: Array, data: Data, hparams=None):
         ctx = (order, num_labeled.astype(jnp.int32), key, data)
-        n_steps = (ctx[1] + bsz - 1) // bsz
-
-        def epoch(c):
-            c = parts.begin_epoch(c, *ctx)
-            c = jax.lax.fori_loop(0, n_steps, lambda i, c: parts.step(c, i, *ctx), c)
-            return parts.end_epoch(c, *ctx)
-
+        epoch = _device_epoch(parts, bsz, ctx)
         c = jax.lax.while_loop(lambda c: ~c.stop, epoch, parts.start(variables, *ctx, hparams))
         return parts.finish(c)
 
     return fit
+
+
+def _device_epoch(parts: FitParts, bsz: int, ctx: tuple) -> Callable:
+    """One epoch of the device step loop: ``begin_epoch``, ``ceil(n / B)`` steps
+    in a ``fori_loop``, ``end_epoch`` (the body of :func:`make_fit`'s and
+    :func:`make_fit_chunks`' epoch ``while_loop``)."""
+    n_steps = (ctx[1] + bsz - 1) // bsz
+
+    def epoch(c: FitCarry) -> FitCarry:
+        c = parts.begin_epoch(c, *ctx)
+        c = jax.lax.fori_loop(0, n_steps, lambda i, c: parts.step(c, i, *ctx), c)
+        return parts.end_epoch(c, *ctx)
+
+    return epoch
 
 
 class FitChunks(NamedTuple):
@@ -531,14 +539,7 @@ def make_fit_chunks(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> F
         return parts.start(variables, order, num_labeled.astype(jnp.int32), key, data, hparams)
 
     def run_until(c: FitCarry, until, order, num_labeled, key, data):
-        ctx = (order, num_labeled.astype(jnp.int32), key, data)
-        n_steps = (ctx[1] + bsz - 1) // bsz
-
-        def epoch(c):
-            c = parts.begin_epoch(c, *ctx)
-            c = jax.lax.fori_loop(0, n_steps, lambda i, c: parts.step(c, i, *ctx), c)
-            return parts.end_epoch(c, *ctx)
-
+        epoch = _device_epoch(parts, bsz, (order, num_labeled.astype(jnp.int32), key, data))
         return jax.lax.while_loop(lambda c: ~c.stop & (c.epoch < until), epoch, c)
 
     return FitChunks(start, run_until, parts.finish)

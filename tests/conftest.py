@@ -115,3 +115,22 @@ def tiny_config(**overrides):
 @pytest.fixture
 def make_config():
     return tiny_config
+
+
+def labeled_pools(workdir) -> dict:
+    """``labeled_indices.npz`` as a dict of arrays."""
+    import numpy as np
+
+    with np.load(os.path.join(workdir, "labeled_indices.npz")) as z:
+        return {k: z[k] for k in z.files}
+
+
+def assert_same_run(a, b) -> None:
+    """Two workdirs hold the same rows (timing aside) and the same pools, bit for bit."""
+    import numpy as np
+
+    assert result_rows(a) == result_rows(b)
+    pa, pb = labeled_pools(a), labeled_pools(b)
+    assert sorted(pa) == sorted(pb)
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)

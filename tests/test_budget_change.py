@@ -2,36 +2,16 @@
 a run started with that budget, with nothing duplicated (grow and shrink,
 after the run finished and mid-strategy)."""
 
-import csv
 import os
 import signal
 
-import numpy as np
 import pytest
-from conftest import TIMING, tiny_config
+from conftest import assert_same_run, tiny_config
 
 from jaxal import interrupt
 from jaxal.experiment import run_experiment
 
 CFG = dict(strategy="random,entropy", num_seeds=2)
-
-
-def _rows(w):
-    with open(os.path.join(w, "results.csv")) as f:
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
-
-
-def _pools(w):
-    with np.load(os.path.join(w, "labeled_indices.npz")) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _same(a, b):
-    assert _rows(a) == _rows(b)
-    pa, pb = _pools(a), _pools(b)
-    assert sorted(pa) == sorted(pb)
-    for k in pa:
-        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +31,7 @@ def test_finished_run_rerun_with_another_budget(old, new, fresh, tmp_path):
     w = str(tmp_path / "w")
     run_experiment(tiny_config(**CFG, budget=old), w, progress=False)
     run_experiment(tiny_config(**CFG, budget=new), w, progress=False)  # no overwrite needed
-    _same(w, fresh[new])
+    assert_same_run(w, fresh[new])
 
 
 def test_interrupted_mid_strategy_then_resumed_with_a_larger_budget(fresh, tmp_path, monkeypatch):
@@ -72,7 +52,7 @@ def test_interrupted_mid_strategy_then_resumed_with_a_larger_budget(fresh, tmp_p
     monkeypatch.setattr(interrupt, "check", real)
     assert not os.path.exists(os.path.join(w, "DONE"))
     run_experiment(tiny_config(**CFG, budget=35), w, progress=False)
-    _same(w, fresh[35])
+    assert_same_run(w, fresh[35])
 
 
 def test_unchanged_finished_run_is_still_refused(fresh):

@@ -2,13 +2,12 @@
 stopped mid-round resumes from the saved epoch, to the rows and pools of the
 run never interrupted -- on both step loops and both seed executions."""
 
-import csv
 import os
 import signal
 
 import numpy as np
 import pytest
-from conftest import TIMING, tiny_config
+from conftest import assert_same_run, result_rows, tiny_config
 
 from jaxal import in_round, interrupt
 from jaxal.config import ConfigError, validate
@@ -23,22 +22,25 @@ def _cfg(**kw):
     return tiny_config(**base)
 
 
-def _rows(w):
-    with open(os.path.join(w, "results.csv")) as f:
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+def _stop_in_round_one(monkeypatch, tmp_path, **kw):
+    """Run with SIGTERM during the second piece (epochs 2-3) of round 1 (3
+    pieces a round: the 5th stop check); returns the stopped workdir."""
+    calls = {"n": 0}
+    real = interrupt.requested
 
+    def signal_in_round_one():
+        calls["n"] += 1
+        if calls["n"] == 5:
+            interrupt.request(signal.SIGTERM)
+        return real()
 
-def _pools(w):
-    with np.load(os.path.join(w, "labeled_indices.npz")) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _same(a, b):
-    assert _rows(a) == _rows(b)
-    pa, pb = _pools(a), _pools(b)
-    assert sorted(pa) == sorted(pb)
-    for k in pa:
-        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    monkeypatch.setattr(interrupt, "requested", signal_in_round_one)
+    w = str(tmp_path / "w")
+    with pytest.raises(interrupt.Interrupted):
+        run_experiment(_cfg(**kw), w, progress=False)
+    interrupt._requested.clear()
+    monkeypatch.setattr(interrupt, "requested", real)
+    return w
 
 
 def _spy_restores(monkeypatch):
@@ -74,30 +76,15 @@ def test_stopped_mid_round_resumes_from_the_saved_epoch_bit_for_bit(
     ref = str(tmp_path / "ref")
     run_experiment(_cfg(**kw), ref, progress=False)
 
-    # SIGTERM during the second piece (epochs 2-3) of round 1: 3 pieces a round
-    calls = {"n": 0}
-    real = interrupt.requested
-
-    def signal_in_round_one():
-        calls["n"] += 1
-        if calls["n"] == 5:
-            interrupt.request(signal.SIGTERM)
-        return real()
-
-    monkeypatch.setattr(interrupt, "requested", signal_in_round_one)
-    w = str(tmp_path / "w")
-    with pytest.raises(interrupt.Interrupted):
-        run_experiment(_cfg(**kw), w, progress=False)
-    interrupt._requested.clear()
-    monkeypatch.setattr(interrupt, "requested", real)
+    w = _stop_in_round_one(monkeypatch, tmp_path, **kw)
     assert not os.path.exists(os.path.join(w, "DONE"))
-    assert len(_rows(w)) == 2  # round 0 of both seeds; round 1 was stopped at epoch 4
+    assert len(result_rows(w)) == 2  # round 0 of both seeds; round 1 was stopped at epoch 4
 
     seen = _spy_restores(monkeypatch)
     run_experiment(_cfg(**kw), w, progress=False)
     assert seen[0] == (1, 4)  # round 1 restarted from its carry after 4 epochs
     assert all(epoch is None for _, epoch in seen[1:])
-    _same(w, ref)
+    assert_same_run(w, ref)
 
 
 def test_pieces_compute_what_the_whole_round_computes(tmp_path):
@@ -108,32 +95,18 @@ def test_pieces_compute_what_the_whole_round_computes(tmp_path):
         whole, cut = str(tmp_path / f"whole-{step_loop}"), str(tmp_path / f"cut-{step_loop}")
         run_experiment(_cfg(**kw), whole, progress=False)
         run_experiment(_cfg(**kw, **{"checkpoint.every_epochs": 1}), cut, progress=False)
-        _same(cut, whole)
+        assert_same_run(cut, whole)
 
 
 def test_a_changed_budget_does_not_reuse_another_plans_carry(tmp_path, monkeypatch):
     kw = {"checkpoint.every_epochs": 2}
-    calls = {"n": 0}
-    real = interrupt.requested
-
-    def signal_in_round_one():
-        calls["n"] += 1
-        if calls["n"] == 5:
-            interrupt.request(signal.SIGTERM)
-        return real()
-
-    monkeypatch.setattr(interrupt, "requested", signal_in_round_one)
-    w = str(tmp_path / "w")
-    with pytest.raises(interrupt.Interrupted):
-        run_experiment(_cfg(**kw), w, progress=False)
-    interrupt._requested.clear()
-    monkeypatch.setattr(interrupt, "requested", real)
+    w = _stop_in_round_one(monkeypatch, tmp_path, **kw)
     seen = _spy_restores(monkeypatch)
     run_experiment(_cfg(**kw, budget=25), w, progress=False)
     assert seen and all(epoch is None for _, epoch in seen)
     ref = str(tmp_path / "ref")
     run_experiment(_cfg(**kw, budget=25), ref, progress=False)
-    _same(w, ref)
+    assert_same_run(w, ref)
 
 
 class _Carry:

@@ -398,11 +398,16 @@ def test_vmap_over_seeds_equals_loop(name):
 
 def test_params_of_lists_defaults():
     assert models.params_of("mlp") == {"hidden": (256,), "dropout": 0.5}
-    assert models.params_of("cnn") == {"dropout": 0.5, "conv_dropout": 0.25, "padding": "VALID"}
+    assert models.params_of("cnn") == {
+        "dropout": 0.5,
+        "conv_dropout": 0.25,
+        "padding": "VALID",
+        "conv": "xla",
+    }
     for name in BN_MODELS:
-        assert models.params_of(name) == {"width": 64, "dropout": 0.0}
+        assert models.params_of(name) == {"width": 64, "dropout": 0.0, "conv": "xla"}
     for name in FC_MODELS:
-        assert models.params_of(name) == {"width": 64, "dropout": 0.5}
+        assert models.params_of(name) == {"width": 64, "dropout": 0.5, "conv": "xla"}
     assert models.NAMES[:6] == ("mlp", "cnn", "resnet18", "resnet34", "vgg11", "vgg16")
     assert models.NAMES[6:] == ("resnet50", "vgg19", "vgg11_fc", "vgg16_fc", "vgg19_fc")
 
