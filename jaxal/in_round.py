@@ -24,10 +24,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Callable
+
+import numpy as np
 
 from jaxal import checkpoint as checkpoint_lib
 from jaxal.loop import InRound
+from jaxal.parallel import to_host
 
 _EPOCHS = 100_000  # checkpoint step = round step x _EPOCHS + epochs done
 
@@ -62,7 +66,7 @@ class InRoundCheckpoints:
         self.chunk = int(every_epochs) or 1
         self.every_epochs, self.every_seconds = int(every_epochs), 60.0 * float(every_minutes)
         self.round_step, self.budget, self.clock = round_step, int(budget), clock
-        self.saves, self.guard = 0, guard
+        self.guard = guard
         self._ckpt = checkpoint_lib.RunCheckpointer(
             os.path.join(checkpoint_dir, "in_round"),
             max_to_keep=1,
@@ -84,8 +88,6 @@ class InRoundCheckpoints:
             except checkpoint_lib.LayoutMismatchError:
                 return None  # another plan's buffers (a changed budget): start the round anew
             except Exception as e:  # noqa: BLE001 - an unreadable save: start the round anew
-                import warnings
-
                 warnings.warn(
                     f"in-round checkpoint {step} is unreadable ({type(e).__name__}: "
                     f"{str(e)[:200]}); round {round_} restarts from epoch 0",
@@ -106,16 +108,11 @@ class InRoundCheckpoints:
             )
             if not due:
                 return
-            import numpy as np
-
-            from jaxal.parallel import to_host
-
             epoch = int(np.max(to_host(carry.epoch)))
             step = self.round_step(index, round_) * _EPOCHS + epoch
             meta = {"strategy_index": index, "round": round_, "epoch": epoch, "budget": self.budget}
             with self.guard():
                 self._ckpt.save(step, carry, meta)
-            self.saves += 1
             self._last = now
 
         return InRound(self.chunk, restore, after)

@@ -546,16 +546,19 @@ def make_fit_chunks(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> F
 
 
 def host_fit_chunks(parts: FitParts, batch_size: int) -> FitChunks:
-    """:func:`host_fit` as start / run epochs until / finish: the same Python
-    loop of the same jitted pieces, stopped at an epoch boundary."""
-
-    def start(variables, order, num_labeled, key, data, hparams=None):
-        return parts.start(variables, order, num_labeled, key, data, hparams)
+    """:func:`host_fit` as start / run epochs until / finish: a Python loop of
+    the jitted ``parts``, stopped at an epoch boundary (``until=None``: when
+    every seed has stopped)."""
 
     def run_until(c: FitCarry, until, order, num_labeled, key, data):
         ctx = (order, num_labeled, key, data)
         n = int(np.max(to_host(num_labeled)))
-        while not bool(np.all(to_host(c.stop) | (to_host(c.epoch) >= int(until)))):
+
+        def done():
+            stop = to_host(c.stop)
+            return stop if until is None else stop | (to_host(c.epoch) >= int(until))
+
+        while not bool(np.all(done())):
             c = parts.begin_epoch(c, *ctx)
             for i in range(-(-n // batch_size)):
                 interrupt.check()  # SIGTERM / Ctrl-C: abandon the round here
@@ -563,7 +566,7 @@ def host_fit_chunks(parts: FitParts, batch_size: int) -> FitChunks:
             c = parts.end_epoch(c, *ctx)
         return c
 
-    return FitChunks(start, run_until, parts.finish)
+    return FitChunks(parts.start, run_until, parts.finish)
 
 
 def host_fit(parts: FitParts, batch_size: int) -> Callable:
@@ -577,18 +580,12 @@ def host_fit(parts: FitParts, batch_size: int) -> Callable:
     Same keys and arithmetic as :func:`make_fit`. Wrap ``begin_epoch``, ``step``
     and ``end_epoch`` in :func:`masked` before vmapping them over seeds.
     """
+    pieces = host_fit_chunks(parts, batch_size)
 
     def fit(variables, order, num_labeled, key, data, hparams=None):
         ctx = (order, num_labeled, key, data)
-        n = int(np.max(to_host(num_labeled)))
-        c = parts.start(variables, *ctx, hparams)
-        while not bool(np.all(to_host(c.stop))):
-            c = parts.begin_epoch(c, *ctx)
-            for i in range(-(-n // batch_size)):
-                interrupt.check()  # SIGTERM / Ctrl-C: abandon the round here
-                c = parts.step(c, jnp.int32(i), *ctx)
-            c = parts.end_epoch(c, *ctx)
-        return parts.finish(c)
+        c = pieces.start(variables, *ctx, hparams)
+        return pieces.finish(pieces.run_until(c, None, *ctx))
 
     return fit
 
