@@ -104,7 +104,32 @@ def run_experiment(
             except WorkdirLocked as e:
                 raise WorkdirError(str(e)) from None
         stack.enter_context(interrupt.graceful())  # SIGTERM / Ctrl-C: stop at a safe point
-        return _run(run, writer, config_json, overwrite, console, progress)
+        compiles = stack.enter_context(_counting_compiles())
+        rows = _run(run, writer, config_json, overwrite, console, progress)
+        console.print(
+            f"compiled {compiles['n']} XLA programs in {compiles['s']:.1f} s "
+            "(included in the round times above)",
+            highlight=False,
+        )
+        return rows
+
+
+@contextlib.contextmanager
+def _counting_compiles():
+    """``{"n": XLA compilations, "s": their seconds}`` while the block runs (a
+    run compiles a bounded set of programs: it must not grow with rounds)."""
+    out = {"n": 0, "s": 0.0}
+
+    def listener(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            out["n"] += 1
+            out["s"] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield out
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def _run(run: Run, writer: RunWriter, config_json: dict, overwrite: bool, console, progress):

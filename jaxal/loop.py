@@ -10,6 +10,7 @@ compiles once per run. Every size comes from the engine's
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -177,25 +178,36 @@ def make_train_phases(
     if train.step_loop == "device":
         fit_fn = train_lib.make_fit(model, train, train.eval_batch_size, grid)
 
-        def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):
+        def fit_seed(state: SeedState, round_: Array, data: train_lib.Data, last_sizes=None):
             variables = start_variables(state, round_, data)
-            return fit_fn(variables, *ctx(state, round_), data, state.hparams)
+            return fit_fn(variables, *ctx(state, round_), data, state.hparams, last_sizes)
 
-        fit = executor.wrap(fit_seed, (0, None, None))
-        if train.retrains > 1:  # the [R] replica axis (train.retrains)
-            fit = _replicated_fit(fit_seed, fit, executor, train.retrains)
+        def make_fit(sizes):
+            seed_fit = functools.partial(fit_seed, last_sizes=sizes)
+            fit = executor.wrap(seed_fit, (0, None, None))
+            if train.retrains > 1:  # the [R] replica axis (train.retrains)
+                fit = _replicated_fit(seed_fit, fit, executor, train.retrains)
+            return fit
+
+        fit = ByLastBatch(make_fit, train, state_arg=0)
         pieces = train_lib.make_fit_chunks(model, train, train.eval_batch_size, grid)
 
         def start_seed(state: SeedState, round_: Array, data: train_lib.Data):
             variables = start_variables(state, round_, data)
             return pieces.start(variables, *ctx(state, round_), data, state.hparams)
 
-        def run_seed(c, until, state: SeedState, round_: Array, data: train_lib.Data):
-            return pieces.run_until(c, until, *ctx(state, round_), data)
+        def run_seed(c, until, state: SeedState, round_: Array, data: train_lib.Data, sizes=None):
+            return pieces.run_until(c, until, *ctx(state, round_), data, sizes)
 
         chunks = LaneChunks(
             executor.wrap(start_seed, (0, None, None)),
-            executor.wrap(run_seed, (0, None, 0, None, None)),
+            ByLastBatch(
+                lambda sizes: executor.wrap(
+                    functools.partial(run_seed, sizes=sizes), (0, None, 0, None, None)
+                ),
+                train,
+                state_arg=2,
+            ),
             executor.wrap(pieces.finish, (0,)),
         )
     elif train.step_loop == "host":
@@ -206,6 +218,36 @@ def make_train_phases(
     if train.retrains > 1:
         chunks = None  # the replicas' carries are not cut (see jaxal.config.validate)
     return TrainPhases(fit, evaluate, executor, train, chunks)
+
+
+class ByLastBatch:
+    """A device-step-loop phase compiled once per set of last-batch bucket sizes
+    its lanes need (:func:`jaxal.train.last_batch_sizes`, read from the state's
+    ``num_labeled``): ``make(sizes)`` builds the wrapped phase for ``sizes``.
+    A round whose sizes are among those of a program already built runs that
+    one (its other buckets' steps leave every lane as it is), so ``len(self)``,
+    the round programs built, is at most the number of buckets and never grows
+    with rounds."""
+
+    def __init__(self, make: Callable, train: TrainSettings, state_arg: int):
+        self.make, self.state_arg, self.batch_size = make, state_arg, train.batch_size
+        self.buckets = train_lib.batch_buckets(train.batch_size, train.batch_buckets)
+        self.built: dict[tuple, Callable] = {}
+
+    def sizes(self, state: SeedState) -> tuple[int, ...]:
+        n = parallel.to_host(state.num_labeled)
+        return train_lib.last_batch_sizes(n, self.batch_size, self.buckets)
+
+    def __call__(self, *args):
+        sizes = self.sizes(args[self.state_arg])
+        fits = [k for k in self.built if set(sizes) <= set(k)]
+        if not fits:
+            self.built[sizes] = self.make(sizes)
+            fits = [sizes]
+        return self.built[min(fits, key=len)](*args)
+
+    def __len__(self) -> int:
+        return len(self.built)
 
 
 def _host_fit(
@@ -220,16 +262,24 @@ def _host_fit(
     Python driver of jitted pieces, run by the executor like any phase."""
     parts = train_lib.make_fit_parts(model, train, train.eval_batch_size, grid)
     seed_axes = (0, 0, 0, 0, None)  # carry/variables, order, num_labeled, key, data
-    jparts = train_lib.FitParts(
-        start=executor.jit(parts.start, seed_axes + (0,)),  # + the lane's hparams
-        begin_epoch=executor.jit(train_lib.masked(parts.begin_epoch), seed_axes),
-        step=executor.jit(train_lib.masked(parts.step), (0, None, 0, 0, 0, None)),
-        end_epoch=executor.jit(train_lib.masked(parts.end_epoch), seed_axes),
-        finish=executor.jit(parts.finish, (0,)),
-    )
-    driver = train_lib.host_fit(jparts, train.batch_size)
+    step_axes = (0, None, 0, 0, 0, None)
+
+    def jit_parts(p: train_lib.FitParts) -> train_lib.FitParts:
+        return train_lib.FitParts(
+            start=executor.jit(p.start, seed_axes + (0,)),  # + the lane's hparams
+            begin_epoch=executor.jit(train_lib.masked(p.begin_epoch), seed_axes),
+            step=executor.jit(train_lib.masked(p.step), step_axes),
+            end_epoch=executor.jit(train_lib.masked(p.end_epoch), seed_axes),
+            finish=executor.jit(p.finish, (0,)),
+            last=tuple((b, executor.jit(train_lib.masked(f), step_axes)) for b, f in p.last),
+        )
+
+    jparts = jit_parts(parts)
+    # lanes of one vmapped group with labeled sets of different sizes (compiled only then)
+    guarded = jit_parts(train_lib.guarded_steps(parts, train.batch_size))
+    driver = train_lib.host_fit(jparts, train.batch_size, guarded)
     first = executor.jit(lambda s, r, d: (start_variables(s, r, d), *ctx(s, r)), (0, None, None))
-    piece = train_lib.host_fit_chunks(jparts, train.batch_size)
+    piece = train_lib.host_fit_chunks(jparts, train.batch_size, guarded)
     ctx_of = executor.jit(lambda s, r: ctx(s, r), (0, None))
 
     def fit_seed(state: SeedState, round_: Array, data: train_lib.Data):

@@ -363,7 +363,7 @@ def _make_fit(model: Model, ts: TrainSettings, step_loop: str) -> Callable:
     if step_loop == "device":
         return jax.jit(train_lib.make_fit(model, ts, ts.eval_batch_size))
     parts = train_lib.make_fit_parts(model, ts, ts.eval_batch_size)
-    return train_lib.host_fit(train_lib.FitParts(*(jax.jit(p) for p in parts)), ts.batch_size)
+    return train_lib.host_fit(parts.map(jax.jit), ts.batch_size)
 
 
 def deepcluster(

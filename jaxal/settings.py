@@ -62,6 +62,7 @@ class TrainSettings:
     epochs: int = 50
     batch_size: int = 64
     eval_batch_size: int = 512
+    batch_buckets: bool = True  # the last batch in a bucket shape (jaxal.train)
     step_loop: str = "auto"
     reinit: bool = True
     crop_padding: int = 0
@@ -95,6 +96,7 @@ class TrainSettings:
             epochs=int(cfg.epochs),
             batch_size=int(cfg.batch_size),
             eval_batch_size=int(_get(cfg, "eval_batch_size", 512)),
+            batch_buckets=bool(_get(cfg, "batch_buckets", True)),
             step_loop=str(_get(cfg, "step_loop", "auto")),
             reinit=bool(_get(cfg, "reinit", True)),
             crop_padding=int(_get(cfg, "augment.crop_padding", 0)),

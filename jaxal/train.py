@@ -7,10 +7,19 @@ padded) plus the traced count ``num_labeled``, so the same executable serves
 every round: nothing recompiles as the labeled set grows.
 
 Epoch semantics are exact: each epoch is a fresh permutation of the labeled
-points cut into ``ceil(n / B)`` batches of static size ``B``. The last batch is
-filled up with earlier points of the same permutation whose loss weight is 0,
-so every example is seen exactly once per epoch and the gradient equals that of
-a true partial batch (batch-norm statistics do see the filler examples).
+points cut into ``ceil(n / B)`` batches: ``n // B`` full batches of static size
+``B``, then -- when ``B`` does not divide ``n`` -- one last batch of the ``r = n %
+B`` remaining points, run in the smallest static *bucket* shape that holds them
+(:func:`batch_buckets`: 8, 16, 32, ... below ``B``, and ``B``;
+``train.batch_buckets = False``: always ``B``). The bucket is filled up with
+earlier points of the same permutation whose loss weight is 0, so every example
+is seen exactly once per epoch and the gradient equals that of a true partial
+batch (batch-norm statistics do see the filler examples). With 20 labels and
+``B = 64`` an epoch is one step of 32, not of 64 with 44 weight-0 repeats. A
+lane's bucket depends only on its own ``n``, so every execution path computes
+the same batches; each bucket compiles once (the device step loop's round
+program once per set of buckets the lanes need, see :func:`last_batch_sizes`),
+so compiles stay bounded and never grow with rounds.
 """
 
 from __future__ import annotations
@@ -280,15 +289,46 @@ def epoch_permutation(key: Array, order: Array, num_labeled: Array) -> Array:
     return order[jnp.argsort(u)]
 
 
-def batch_indices(perm: Array, num_labeled: Array, step: Array, batch_size: int):
+def batch_indices(
+    perm: Array, num_labeled: Array, step: Array, batch_size: int, size: int | None = None
+):
     """Pool indices and loss weights of batch ``step`` of an epoch.
 
-    Batches are consecutive slices of ``perm``; the last one is filled up with
-    the epoch's first examples again, at weight 0, so shapes stay static.
+    Batches are consecutive slices of ``perm`` of ``batch_size`` points, taken in
+    a static shape of ``size`` (default ``batch_size``; a bucket for the last,
+    partial batch); the last one is filled up with the epoch's first examples
+    again, at weight 0, so shapes stay static.
     """
-    pos = step * batch_size + jnp.arange(batch_size)
+    pos = step * batch_size + jnp.arange(batch_size if size is None else size)
     weight = (pos < num_labeled).astype(jnp.float32)
     return perm[pos % jnp.maximum(num_labeled, 1)], weight
+
+
+def batch_buckets(batch_size: int, enabled: bool = True) -> tuple[int, ...]:
+    """The static shapes an epoch's last, partial batch may take: the powers of
+    two from 8 below ``batch_size``, then ``batch_size`` (``(batch_size,)`` when
+    not ``enabled``: every batch has the full shape)."""
+    sizes, b = [], 8
+    while enabled and b < batch_size:
+        sizes.append(b)
+        b *= 2
+    return (*sizes, batch_size)
+
+
+def bucket_of(remainder, buckets: tuple[int, ...]):
+    """Index in ``buckets`` of the smallest bucket holding ``remainder`` points
+    (numpy or traced; ``remainder`` in ``1..buckets[-1]``)."""
+    xp = np if isinstance(remainder, np.ndarray | int | np.integer) else jnp
+    return xp.searchsorted(xp.asarray(buckets), remainder, side="left")
+
+
+def last_batch_sizes(num_labeled, batch_size: int, buckets: tuple[int, ...]) -> tuple[int, ...]:
+    """The bucket sizes the lanes' last batches need this round (host numpy):
+    one per distinct bucket among lanes whose ``num_labeled`` ``B`` does not
+    divide; ``()`` when every lane's epoch is whole batches."""
+    r = np.asarray(num_labeled).reshape(-1) % batch_size
+    r = r[r > 0]
+    return tuple(sorted({buckets[int(i)] for i in bucket_of(r, buckets)}))
 
 
 def _merge(params, batch_stats) -> dict:
@@ -340,9 +380,26 @@ class FitParts(NamedTuple):
 
     start: Callable  # (variables, *ctx, hparams=None) -> FitCarry
     begin_epoch: Callable  # (carry, *ctx) -> FitCarry
-    step: Callable  # (carry, i, *ctx) -> FitCarry
+    step: Callable  # (carry, i, *ctx) -> FitCarry: full batch i < n // B
     end_epoch: Callable  # (carry, *ctx) -> FitCarry
     finish: Callable  # (carry) -> (variables, FitMetrics)
+    # The epoch's last, partial batch, one step per bucket size (batch_buckets):
+    # ((size, (carry, i, *ctx) -> FitCarry), ...), for lanes whose remainder n % B
+    # falls in that bucket (i is ignored: the batch is n // B); in_bucket() makes
+    # one that leaves the other lanes as they are.
+    last: tuple = ()
+
+    def map(self, f: Callable, step_f: Callable | None = None) -> FitParts:
+        """Every part through ``f`` (the steps through ``step_f``, default ``f``)."""
+        g = f if step_f is None else step_f
+        return FitParts(
+            f(self.start), f(self.begin_epoch), g(self.step), f(self.end_epoch),
+            f(self.finish), tuple((b, g(fn)) for b, fn in self.last),
+        )
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        return tuple(b for b, _ in self.last)
 
 
 def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> FitParts:
@@ -417,9 +474,17 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> Fi
         perm = epoch_permutation(jax.random.fold_in(k_epoch, 0), order, n)
         return c._replace(perm=perm, correct=jnp.float32(0), loss_sum=jnp.float32(0))
 
-    def step(c: FitCarry, i, order, n, key, data) -> FitCarry:
-        del order
-        idx, w = batch_indices(c.perm, n, i, bsz)
+    def sized_step(size: int, last: bool) -> Callable:
+        def step(c: FitCarry, i, order, n, key, data) -> FitCarry:
+            del order
+            if last:
+                i = n // bsz
+            idx, w = batch_indices(c.perm, n, i, bsz, size)
+            return _step(c, i, idx, w, n, key, data)
+
+        return step
+
+    def _step(c: FitCarry, i, idx, w, n, key, data) -> FitCarry:
         k_aug, k_drop = jax.random.split(
             jax.random.fold_in(jax.random.fold_in(key, c.epoch), i + 1)
         )
@@ -471,7 +536,9 @@ def make_fit_parts(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> Fi
         )
         return _merge(params, batch_stats), metrics
 
-    return FitParts(start, begin_epoch, step, end_epoch, finish)
+    buckets = batch_buckets(bsz, cfg.batch_buckets)
+    last = tuple((b, sized_step(b, last=True)) for b in buckets)
+    return FitParts(start, begin_epoch, sized_step(bsz, last=False), end_epoch, finish, last)
 
 
 def make_fit(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> Callable:
@@ -484,32 +551,53 @@ def make_fit(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> Callable
       grid: the run's grid settings (:mod:`jaxal.grid`), for the optimizer's structure.
 
     Returns:
-      ``fit(variables, order, num_labeled, key, data, hparams=None) -> (variables,
-      FitMetrics)``; pure and jit/vmap-able. ``order`` is the ``int32[capacity]``
-      labeled-index buffer (capacity = the run's budget); ``hparams`` the lane's
-      injected ``{learning_rate, weight_decay, momentum}`` (default: ``cfg``'s).
+      ``fit(variables, order, num_labeled, key, data, hparams=None, last_sizes=None)
+      -> (variables, FitMetrics)``; pure and jit/vmap-able. ``order`` is the
+      ``int32[capacity]`` labeled-index buffer (capacity = the run's budget);
+      ``hparams`` the lane's injected ``{learning_rate, weight_decay, momentum}``
+      (default: ``cfg``'s). ``last_sizes`` (static): the bucket sizes of the last
+      batch the lanes need (:func:`last_batch_sizes`; ``None``: every bucket,
+      one ``lax.cond`` each -- right for any lane, and under ``vmap`` each is run
+      for every lane, so callers that know the labeled-set sizes pass them).
     """
     parts = make_fit_parts(model, cfg, eval_batch_size, grid)
     bsz = TrainSettings.of(cfg).batch_size
 
-    def fit(variables, order: Array, num_labeled: Array, key: Array, data: Data, hparams=None):
+    def fit(
+        variables, order: Array, num_labeled: Array, key: Array, data: Data, hparams=None,
+        last_sizes=None,
+    ):
         ctx = (order, num_labeled.astype(jnp.int32), key, data)
-        epoch = _device_epoch(parts, bsz, ctx)
+        epoch = _device_epoch(parts, bsz, ctx, last_sizes)
         c = jax.lax.while_loop(lambda c: ~c.stop, epoch, parts.start(variables, *ctx, hparams))
         return parts.finish(c)
 
     return fit
 
 
-def _device_epoch(parts: FitParts, bsz: int, ctx: tuple) -> Callable:
-    """One epoch of the device step loop: ``begin_epoch``, ``ceil(n / B)`` steps
-    in a ``fori_loop``, ``end_epoch`` (the body of :func:`make_fit`'s and
-    :func:`make_fit_chunks`' epoch ``while_loop``)."""
-    n_steps = (ctx[1] + bsz - 1) // bsz
+def _last_steps(parts: FitParts, last_sizes) -> list[tuple[int, Callable]]:
+    """``(size, step)`` of ``parts``' last-batch steps for the bucket sizes
+    ``last_sizes`` (``None``: all of them)."""
+    wanted = parts.buckets if last_sizes is None else tuple(last_sizes)
+    unknown = set(wanted) - set(parts.buckets)
+    if unknown:
+        raise ValueError(f"last batch sizes {sorted(unknown)} are not buckets {parts.buckets}")
+    return [(b, fn) for b, fn in parts.last if b in wanted]
+
+
+def _device_epoch(parts: FitParts, bsz: int, ctx: tuple, last_sizes=None) -> Callable:
+    """One epoch of the device step loop: ``begin_epoch``, the ``n // B`` full
+    batches in a ``fori_loop``, the last partial batch in its bucket, ``end_epoch``
+    (the body of :func:`make_fit`'s and :func:`make_fit_chunks`' epoch
+    ``while_loop``)."""
+    n_full = ctx[1] // bsz
+    last = [in_bucket(f, b, bsz, parts.buckets) for b, f in _last_steps(parts, last_sizes)]
 
     def epoch(c: FitCarry) -> FitCarry:
         c = parts.begin_epoch(c, *ctx)
-        c = jax.lax.fori_loop(0, n_steps, lambda i, c: parts.step(c, i, *ctx), c)
+        c = jax.lax.fori_loop(0, n_full, lambda i, c: parts.step(c, i, *ctx), c)
+        for step in last:
+            c = step(c, n_full, *ctx)
         return parts.end_epoch(c, *ctx)
 
     return epoch
@@ -526,7 +614,8 @@ class FitChunks(NamedTuple):
     """
 
     start: Callable  # (variables, order, num_labeled, key, data, hparams) -> FitCarry
-    run_until: Callable  # (carry, until, order, num_labeled, key, data) -> FitCarry
+    # (carry, until, order, num_labeled, key, data, last_sizes=None) -> FitCarry
+    run_until: Callable
     finish: Callable  # (carry) -> (variables, FitMetrics)
 
 
@@ -538,21 +627,43 @@ def make_fit_chunks(model: Model, cfg, eval_batch_size: int = 512, grid=()) -> F
     def start(variables, order, num_labeled, key, data, hparams=None):
         return parts.start(variables, order, num_labeled.astype(jnp.int32), key, data, hparams)
 
-    def run_until(c: FitCarry, until, order, num_labeled, key, data):
-        epoch = _device_epoch(parts, bsz, (order, num_labeled.astype(jnp.int32), key, data))
+    def run_until(c: FitCarry, until, order, num_labeled, key, data, last_sizes=None):
+        ctx = (order, num_labeled.astype(jnp.int32), key, data)
+        epoch = _device_epoch(parts, bsz, ctx, last_sizes)
         return jax.lax.while_loop(lambda c: ~c.stop & (c.epoch < until), epoch, c)
 
     return FitChunks(start, run_until, parts.finish)
 
 
-def host_fit_chunks(parts: FitParts, batch_size: int) -> FitChunks:
+def host_fit_chunks(
+    parts: FitParts, batch_size: int, guarded: FitParts | None = None
+) -> FitChunks:
     """:func:`host_fit` as start / run epochs until / finish: a Python loop of
     the jitted ``parts``, stopped at an epoch boundary (``until=None``: when
-    every seed has stopped)."""
+    every seed has stopped).
 
-    def run_until(c: FitCarry, until, order, num_labeled, key, data):
+    When the lanes of a vmapped group have labeled sets of different sizes, a
+    full batch past some lane's ``n // B`` or a last batch in another lane's
+    bucket runs ``guarded``'s step instead (:func:`full_batches`,
+    :func:`in_bucket`: it leaves those lanes' carries as they are), so a lane
+    trains in a group as alone; when they agree -- always for one lane -- the
+    plain step runs.
+    """
+
+    def run_until(c: FitCarry, until, order, num_labeled, key, data, last_sizes=None):
+        del last_sizes  # read from num_labeled here
         ctx = (order, num_labeled, key, data)
-        n = int(np.max(to_host(num_labeled)))
+        n = np.atleast_1d(to_host(num_labeled))
+        full, r = n // batch_size, n % batch_size
+        sizes = last_batch_sizes(n, batch_size, parts.buckets)
+        uniform_last = len(sizes) == 1 and bool(np.all(r > 0))
+        if guarded is None and (np.any(full != full.max()) or (sizes and not uniform_last)):
+            raise ValueError("lanes with labeled sets of different sizes need guarded steps")
+        steps = [
+            parts.step if bool(np.all(full > i)) else guarded.step for i in range(int(full.max()))
+        ]
+        last_parts = parts if uniform_last else guarded
+        last = [f for _, f in _last_steps(last_parts, sizes)] if sizes else []
 
         def done():
             stop = to_host(c.stop)
@@ -560,16 +671,19 @@ def host_fit_chunks(parts: FitParts, batch_size: int) -> FitChunks:
 
         while not bool(np.all(done())):
             c = parts.begin_epoch(c, *ctx)
-            for i in range(-(-n // batch_size)):
+            for i, step in enumerate(steps):
                 interrupt.check()  # SIGTERM / Ctrl-C: abandon the round here
-                c = parts.step(c, jnp.int32(i), *ctx)
+                c = step(c, jnp.int32(i), *ctx)
+            for step in last:
+                interrupt.check()
+                c = step(c, jnp.int32(len(steps)), *ctx)
             c = parts.end_epoch(c, *ctx)
         return c
 
     return FitChunks(parts.start, run_until, parts.finish)
 
 
-def host_fit(parts: FitParts, batch_size: int) -> Callable:
+def host_fit(parts: FitParts, batch_size: int, guarded: FitParts | None = None) -> Callable:
     """``fit`` with the epoch and step loops in Python around jitted ``parts``.
 
     On XLA:CPU a convolution's gradient inside ``lax.while_loop``/``fori_loop``
@@ -578,9 +692,10 @@ def host_fit(parts: FitParts, batch_size: int) -> Callable:
     step loop on the host. ``parts`` may be per-seed or vmapped over seeds;
     seeds whose training has stopped keep their state (``step`` is masked).
     Same keys and arithmetic as :func:`make_fit`. Wrap ``begin_epoch``, ``step``
-    and ``end_epoch`` in :func:`masked` before vmapping them over seeds.
+    and ``end_epoch`` in :func:`masked` before vmapping them over seeds, and pass
+    ``guarded`` (:func:`guarded_steps`) when their labeled sets may differ.
     """
-    pieces = host_fit_chunks(parts, batch_size)
+    pieces = host_fit_chunks(parts, batch_size, guarded)
 
     def fit(variables, order, num_labeled, key, data, hparams=None):
         ctx = (order, num_labeled, key, data)
@@ -588,6 +703,40 @@ def host_fit(parts: FitParts, batch_size: int) -> Callable:
         return pieces.finish(pieces.run_until(c, None, *ctx))
 
     return fit
+
+
+def guarded_steps(parts: FitParts, batch_size: int) -> FitParts:
+    """``parts`` with the steps that leave lanes outside their batch as they are
+    (:func:`full_batches`, :func:`in_bucket`), for :func:`host_fit`'s ``guarded``."""
+    return parts._replace(
+        step=full_batches(parts.step, batch_size),
+        last=tuple((b, in_bucket(f, b, batch_size, parts.buckets)) for b, f in parts.last),
+    )
+
+
+def in_bucket(step: Callable, size: int, batch_size: int, buckets: tuple[int, ...]) -> Callable:
+    """A last-batch step of bucket ``size`` that leaves the carry of a lane
+    whose last batch is in another bucket (or who has none) as it is."""
+    b = buckets.index(size)
+
+    def run(c: FitCarry, i, order, n, key, data) -> FitCarry:
+        r = n % batch_size
+        live = (r > 0) & (bucket_of(r, buckets) == b)
+        return jax.lax.cond(live, lambda c: step(c, i, order, n, key, data), lambda c: c, c)
+
+    return run
+
+
+def full_batches(step: Callable, batch_size: int) -> Callable:
+    """A full-batch step that leaves a lane's carry as it is when batch ``i`` is
+    past its ``n // B`` full batches (a vmapped host loop runs the most any lane
+    of the group needs)."""
+
+    def run(c: FitCarry, i, order, n, key, data) -> FitCarry:
+        live = i < n // batch_size
+        return jax.lax.cond(live, lambda c: step(c, i, order, n, key, data), lambda c: c, c)
+
+    return run
 
 
 def masked(part: Callable) -> Callable:

@@ -59,6 +59,7 @@ LONG = {
     "test_in_round.py::test_stopped_mid_round_resumes_from_the_saved_epoch_bit_for_bit",
     "test_in_round.py::test_a_changed_budget_does_not_reuse_another_plans_carry",
     "test_conv.py::test_every_conv_model_gives_the_same_outputs_and_gradients",
+    "test_baselines.py::test_full_batches_reproduce_the_results_from_before_batch_buckets",
 }
 
 

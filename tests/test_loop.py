@@ -7,6 +7,7 @@ from conftest import tiny_config
 
 from jaxal import data as data_lib
 from jaxal import parallel
+from jaxal import train as train_lib
 from jaxal.assemble import assemble, to_device
 from jaxal.initial import initial_pool
 from jaxal.loop import acquisition_rounds, run_rounds
@@ -180,6 +181,36 @@ def test_phases_compile_once_whatever_the_labeled_set_size():
     assert counts[0] > 0
     assert counts[1:] == [counts[1]] * (len(counts) - 1), counts
     assert counts[-1] == counts[1], counts
+
+
+@pytest.mark.parametrize("step_loop", ["device", "host"])
+def test_compiles_grow_only_when_a_round_needs_a_new_last_batch_bucket(step_loop):
+    """Batch 16, 10 -> 40 labels in steps of 5: the last batches (10, 15, 4, 9,
+    14, 3, 8) need the buckets 16 and 8 -- a round compiles only when it meets a
+    bucket no earlier round needed, so a run compiles at most once per bucket."""
+    compiles, counts, sizes = [], [], []
+
+    def listener(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    def on_round(rec, state):
+        counts.append(len(compiles))
+        sizes.append(train_lib.last_batch_sizes(rec.labels, 16, (8, 16)))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        engine, _, _ = run(
+            tiny_config(**{"budget": 40, "train.batch_size": 16, "train.step_loop": step_loop}),
+            on_round=on_round,
+        )
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert sizes == [(16,), (16,), (8,), (16,), (16,), (8,), (8,)], sizes
+    grew = [j for j in range(1, len(counts)) if counts[j] > counts[j - 1]]
+    assert grew == [2], (counts, sizes)  # the first round of 8: its programs, once
+    if step_loop == "device":
+        assert len(engine.fit) == 2  # one round program per bucket set
 
 
 def test_class_balanced_initial_pool():

@@ -173,3 +173,114 @@ def test_early_stop_on_validation_patience_keeps_best_weights():
         variables, jnp.asarray(ds.x_val), jnp.asarray(ds.y_val)
     )
     assert float(acc) == pytest.approx(float(m.val_accuracy))
+
+
+# --- The last batch of an epoch in a bucket shape (train.batch_buckets) ------
+
+
+def test_bucket_sizes_and_the_bucket_of_each_last_batch_by_hand():
+    assert train_lib.batch_buckets(64) == (8, 16, 32, 64)
+    assert train_lib.batch_buckets(50) == (8, 16, 32, 50)
+    assert train_lib.batch_buckets(8) == (8,)
+    assert train_lib.batch_buckets(5) == (5,)
+    assert train_lib.batch_buckets(64, enabled=False) == (64,)
+    b = train_lib.batch_buckets(64)
+    # 20 labels: one step of 32 (not 64 with 44 weight-0 repeats); 70 = 64 + 6 -> 8;
+    # 128 = two full batches, no last one; 100 = 64 + 36 -> 64
+    assert train_lib.last_batch_sizes(np.array([20]), 64, b) == (32,)
+    assert train_lib.last_batch_sizes(np.array([70]), 64, b) == (8,)
+    assert train_lib.last_batch_sizes(np.array([128]), 64, b) == ()
+    assert train_lib.last_batch_sizes(np.array([100]), 64, b) == (64,)
+    assert train_lib.last_batch_sizes(np.array([20, 30, 72, 128, 8]), 64, b) == (8, 32)
+    assert train_lib.last_batch_sizes(np.array([20]), 64, (64,)) == (64,)
+
+
+@pytest.mark.parametrize("n,bsz", [(1, 64), (20, 64), (70, 64), (9, 4), (33, 32)])
+def test_bucketed_last_batch_still_sees_every_point_once(n, bsz):
+    capacity = 80
+    order = jnp.full((capacity,), -1, jnp.int32).at[:n].set(jnp.arange(100, 100 + n))
+    perm = train_lib.epoch_permutation(jax.random.key(n), order, jnp.int32(n))
+    buckets = train_lib.batch_buckets(bsz)
+    (size,) = train_lib.last_batch_sizes(np.array([n]), bsz, buckets)
+    # The smallest of 8, 16, 32, ... that holds the remainder (or the full batch).
+    r = n % bsz
+    assert size == bsz or (r <= size and (size == 8 or size < 2 * r))
+    seen = []
+    for i in range(n // bsz):
+        idx, w = train_lib.batch_indices(perm, jnp.int32(n), jnp.int32(i), bsz)
+        seen += list(np.asarray(idx)[np.asarray(w) == 1])
+    idx, w = train_lib.batch_indices(perm, jnp.int32(n), jnp.int32(n // bsz), bsz, size)
+    idx, w = np.asarray(idx), np.asarray(w)
+    assert idx.shape == (size,) and (idx >= 100).all()
+    seen += list(idx[w == 1])
+    assert sorted(seen) == list(range(100, 100 + n))
+
+
+def _mlp_parts(batch_size, epochs=4, buckets=True):
+    config = tiny_config(
+        **{"train.batch_size": batch_size, "train.epochs": epochs, "train.batch_buckets": buckets}
+    )
+    ds = data_lib.load(config.dataset)
+    model = models_lib.get_model("mlp", ds.num_classes, hidden=(16,), dropout=0.0)
+    data = to_device(ds)
+    return model, config, data, train_lib.make_fit_parts(model, config.train)
+
+
+def test_a_bucketed_round_trains_smaller_steps_and_differs_from_full_batches():
+    """Same keys, n = 20, batch 64: the epoch is one step of shape 32. Its
+    gradient is that of the same 20 points, so the weights agree with the
+    full-shape step to float rounding -- not bit for bit (other shapes)."""
+    model, config, data, parts = _mlp_parts(64)
+    _, _, _, full_parts = _mlp_parts(64, buckets=False)
+    assert parts.buckets == (8, 16, 32, 64) and full_parts.buckets == (64,)
+    order = jnp.full((40,), -1, jnp.int32).at[:20].set(jnp.arange(20) * 3)
+    v0 = model.init(jax.random.key(0), data.x_pool[:1])
+    key = jax.random.key(1)
+    got = train_lib.host_fit(parts.map(jax.jit), 64)(v0, order, jnp.int32(20), key, data)
+    want = train_lib.host_fit(full_parts.map(jax.jit), 64)(v0, order, jnp.int32(20), key, data)
+    a, b = jax.tree.leaves(got[0]), jax.tree.leaves(want[0])
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    assert int(got[1].steps) == int(want[1].steps) == 4  # one step per epoch either way
+    # the device step loop (any bucket via lax.cond) computes the same round
+    dev = jax.jit(train_lib.make_fit(model, config.train))(v0, order, jnp.int32(20), key, data)
+    for x, y in zip(jax.tree.leaves(dev[0]), a, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("buckets", [True, False])
+def test_a_lane_in_a_vmapped_host_group_trains_as_alone_when_sizes_differ(buckets):
+    """Lanes of one vmapped host step loop with 13 and 30 labels (batch 8): the
+    13-label lane must not take the 30-label lane's extra steps (with zero
+    gradients Adam would still move it) nor its bucket."""
+    model, config, data, parts = _mlp_parts(8, epochs=3, buckets=buckets)
+    ns = (13, 30)
+    orders = jnp.stack(
+        [jnp.full((40,), -1, jnp.int32).at[:n].set(jnp.arange(n) * 5 + j) for j, n in enumerate(ns)]
+    )
+    keys = jax.random.split(jax.random.key(3), 2)
+    v0 = jax.vmap(lambda k: model.init(k, data.x_pool[:1]))(keys)
+    ax = (0, 0, 0, 0, None)
+    step_ax = (0, None, 0, 0, 0, None)
+
+    def vparts(p):
+        return train_lib.FitParts(
+            start=jax.jit(jax.vmap(p.start, ax + (None,))),
+            begin_epoch=jax.jit(jax.vmap(train_lib.masked(p.begin_epoch), ax)),
+            step=jax.jit(jax.vmap(train_lib.masked(p.step), step_ax)),
+            end_epoch=jax.jit(jax.vmap(train_lib.masked(p.end_epoch), ax)),
+            finish=jax.jit(jax.vmap(p.finish)),
+            last=tuple((b, jax.jit(jax.vmap(train_lib.masked(f), step_ax))) for b, f in p.last),
+        )
+
+    group = train_lib.host_fit(vparts(parts), 8, vparts(train_lib.guarded_steps(parts, 8)))
+    got, gm = group(v0, orders, jnp.asarray(ns, jnp.int32), keys, data)
+    alone = train_lib.host_fit(parts.map(jax.jit), 8)
+    for j, n in enumerate(ns):
+        one = jax.tree.map(lambda a, j=j: a[j], v0)
+        want, wm = alone(one, orders[j], jnp.int32(n), keys[j], data)
+        assert int(gm.steps[j]) == int(wm.steps) == 3 * -(-n // 8)
+        for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(np.asarray(x[j]), np.asarray(y), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="guarded"):
+        train_lib.host_fit(vparts(parts), 8)(v0, orders, jnp.asarray(ns, jnp.int32), keys, data)

@@ -81,7 +81,7 @@ _STRINGS = (
     "model.name",
     "grid",
 )
-_BOOLS = ("train.reinit", "train.augment.flip")
+_BOOLS = ("train.reinit", "train.augment.flip", "train.batch_buckets")
 _MAX_INT = 2**31 - 1
 
 
