@@ -22,7 +22,7 @@ from jaxal import data as data_lib
 from jaxal import parallel
 from jaxal import strategies as strategies_lib
 from jaxal.grid import Lanes
-from jaxal.loop import Engine, TrainPhases, make_engine, make_train_phases
+from jaxal.loop import Engine, TrainPhases, make_engine, make_initial_state, make_train_phases
 from jaxal.models.base import Model
 from jaxal.settings import Plan, RunSettings
 from jaxal.strategies.base import Strategy
@@ -56,6 +56,7 @@ class Run:
     # once per run by `prepare_initial`, before the first engine's init.
     initial_inputs: Any = None
     _engines: dict = dataclasses.field(default_factory=dict, repr=False)
+    _init_state: Any = dataclasses.field(default=None, repr=False)
 
     @property
     def seeds(self) -> np.ndarray:
@@ -152,8 +153,18 @@ class Run:
                 score_batch_size=s.score_batch_size,
                 initial_inputs=self.prepare_initial(),
                 schedule=s.schedule,
+                initial_state=self._initial_state(),
             )
         return self._engines[label]
+
+    def _initial_state(self):
+        """The run's :func:`jaxal.loop.make_initial_state`, built once."""
+        if self._init_state is None:
+            s = self.settings
+            self._init_state = make_initial_state(
+                self.model, self.plan, s.initial, self.phases.executor, self.prepare_initial()
+            )
+        return self._init_state
 
 
 def to_device(ds: data_lib.Dataset, placement=parallel.SINGLE_DEVICE) -> Data:

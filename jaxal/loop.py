@@ -189,7 +189,8 @@ def make_train_phases(
                 fit = _replicated_fit(seed_fit, fit, executor, train.retrains)
             return fit
 
-        fit = ByLastBatch(make_fit, train, state_arg=0)
+        every_bucket = executor.mode == "loop"
+        fit = ByLastBatch(make_fit, train, state_arg=0, every_bucket=every_bucket)
         pieces = train_lib.make_fit_chunks(model, train, train.eval_batch_size, grid)
 
         def start_seed(state: SeedState, round_: Array, data: train_lib.Data):
@@ -207,6 +208,7 @@ def make_train_phases(
                 ),
                 train,
                 state_arg=2,
+                every_bucket=every_bucket,
             ),
             executor.wrap(pieces.finish, (0,)),
         )
@@ -221,20 +223,30 @@ def make_train_phases(
 
 
 class ByLastBatch:
-    """A device-step-loop phase compiled once per set of last-batch bucket sizes
-    its lanes need (:func:`jaxal.train.last_batch_sizes`, read from the state's
+    """A device-step-loop phase compiled for the last-batch bucket sizes its
+    lanes need (:func:`jaxal.train.last_batch_sizes`, read from the state's
     ``num_labeled``): ``make(sizes)`` builds the wrapped phase for ``sizes``.
-    A round whose sizes are among those of a program already built runs that
-    one (its other buckets' steps leave every lane as it is), so ``len(self)``,
-    the round programs built, is at most the number of buckets and never grows
-    with rounds."""
 
-    def __init__(self, make: Callable, train: TrainSettings, state_arg: int):
+    ``every_bucket`` (seeds as a loop of per-seed calls): one program holding
+    every bucket's last step, built once; each call takes its own bucket's
+    branch (a real ``lax.cond``), so the others cost nothing. Otherwise (lanes
+    vmapped, where a ``cond`` on per-lane sizes runs every branch): one program
+    per set of sizes, and a round whose sizes are among those of a program
+    already built runs that one (its other buckets' steps leave every lane as
+    it is). Either way ``len(self)``, the round programs built, is at most the
+    number of buckets and never grows with rounds."""
+
+    def __init__(
+        self, make: Callable, train: TrainSettings, state_arg: int, every_bucket: bool = False
+    ):
         self.make, self.state_arg, self.batch_size = make, state_arg, train.batch_size
         self.buckets = train_lib.batch_buckets(train.batch_size, train.batch_buckets)
+        self.every_bucket = every_bucket
         self.built: dict[tuple, Callable] = {}
 
     def sizes(self, state: SeedState) -> tuple[int, ...]:
+        if self.every_bucket:
+            return self.buckets
         n = parallel.to_host(state.num_labeled)
         return train_lib.last_batch_sizes(n, self.batch_size, self.buckets)
 
@@ -392,6 +404,34 @@ def _replica_mean(evaluate_seed: Callable, retrains: int) -> Callable:
     return evaluate
 
 
+def make_initial_state(
+    model: Model,
+    plan: Plan,
+    initial: InitialSettings,
+    executor: parallel.SeedExecutor,
+    initial_inputs: InitialInputs | None = None,
+) -> Callable:
+    """``init(keys, hparams, data) -> SeedState`` of every lane before round 0:
+    the initial pool and the model's first variables, which do not depend on
+    the strategy (its ``strategy_state`` is left ``()``). One per run, shared by
+    its strategies' engines (:func:`make_engine`), so it compiles once."""
+
+    def init_seed(key: Array, hparams, data: train_lib.Data, shared, rows) -> SeedState:
+        labeled, order, n = initial_pool(
+            derive(key, 0, Purpose.INITIAL_POOL),
+            data.y_pool,
+            initial,
+            plan.num_classes,
+            plan.budget,
+            shared._replace(rows=rows),
+        )
+        variables = model.init(derive(key, 0, Purpose.MODEL_INIT), data.x_pool[:1])
+        return SeedState(key, labeled, order, n, variables, (), hparams)
+
+    wrapped = executor.wrap(init_seed, (0, 0, None, None, 0))
+    return bind_inputs(wrapped, initial_inputs, executor.placement)
+
+
 def make_engine(
     model: Model,
     strategy: Strategy,
@@ -403,6 +443,7 @@ def make_engine(
     score_batch_size: int,
     initial_inputs: InitialInputs | None = None,
     schedule: ScheduleSettings | None = None,
+    initial_state: Callable | None = None,
 ) -> Engine:
     """Build the per-seed phases of one strategy's run and wrap them for S seeds.
 
@@ -416,6 +457,8 @@ def make_engine(
       score_batch_size: pool rows per scoring chunk.
       initial_inputs: what the initial-pool strategy reads besides the labels
         (features, scores, ``from_file`` rows; :func:`jaxal.initial.prepare`).
+      initial_state: :func:`make_initial_state` of the run, shared by its
+        strategies so that it compiles once (built here when ``None``).
     """
     k, num_pool, capacity = plan.query_size, plan.num_pool, plan.budget
     predict = make_predict(
@@ -427,17 +470,19 @@ def make_engine(
         consistent=mc.consistent,
     )
 
-    def init_seed(key: Array, hparams, data: train_lib.Data, shared, rows) -> SeedState:
-        labeled, order, n = initial_pool(
-            derive(key, 0, Purpose.INITIAL_POOL),
-            data.y_pool,
-            initial,
-            plan.num_classes,
-            capacity,
-            shared._replace(rows=rows),
-        )
-        variables = model.init(derive(key, 0, Purpose.MODEL_INIT), data.x_pool[:1])
-        return SeedState(key, labeled, order, n, variables, strategy.init(num_pool), hparams)
+    ex = phases.executor
+    if initial_state is None:
+        initial_state = make_initial_state(model, plan, initial, ex, initial_inputs)
+    # Run state of the strategy (the same for every seed): stacked over the lanes
+    # by a program of its own, so the initial pools and models above compile once.
+    has_state = bool(jax.tree.leaves(jax.eval_shape(lambda: strategy.init(num_pool))))
+    stacked_state = ex.wrap(lambda key: strategy.init(num_pool), (0,)) if has_state else None
+
+    def init(keys: Array, hparams, data: train_lib.Data) -> SeedState:
+        state = initial_state(keys, hparams, data)
+        if stacked_state is None:
+            return state._replace(strategy_state=strategy.init(num_pool))
+        return state._replace(strategy_state=stacked_state(state.key))
 
     def score_seed(state: SeedState, round_: Array, data: train_lib.Data, whole_pool=False):
         cand = None
@@ -476,9 +521,8 @@ def make_engine(
         )
         return new_state, picked
 
-    ex = phases.executor
     return Engine(
-        init=bind_inputs(ex.wrap(init_seed, (0, 0, None, None, 0)), initial_inputs, ex.placement),
+        init=init,
         fit=phases.fit,
         evaluate=phases.evaluate,
         score=ex.wrap(score_seed, (0, None, None), shard_data=True),
