@@ -26,7 +26,7 @@ KEY = jax.random.key(0)
 
 # Jitted entry points (static: shapes / loop structure); reused across tests so
 # that each compiles once per shape.
-_kcenter = jax.jit(diversity.kcenter_greedy, static_argnums=(3, 4))
+_kcenter = jax.jit(diversity.kcenter_greedy, static_argnums=(3, 4, 5))
 _lloyd = jax.jit(diversity.lloyd, static_argnums=(5,))
 _nearest_distinct = jax.jit(diversity.nearest_distinct)
 _badge_from_uniforms = jax.jit(badge.badge_from_uniforms)
@@ -286,6 +286,80 @@ def test_probcover_hand():
     # and the remaining picks are the lowest unpicked unlabeled indices.
     out = _probcover(x, np.array([0, 0, 0, 0, 0, 1], bool), 4, 0.6, False, 4)
     np.testing.assert_array_equal(out, [1, 3, 0, 2])
+
+
+def test_coreset_bfloat16_storage_rounds_the_points():
+    # 0 is labeled; 257 is farther than 256 in float32, but bfloat16 (8 mantissa
+    # bits) stores both as 256: a tie, so the lower index goes first.
+    x = np.array([[0.0], [256.0], [257.0]], np.float32)
+    labeled = np.array([True, False, False])
+    np.testing.assert_array_equal(_kcenter(KEY, x, labeled, 2, 2), [2, 1])
+    np.testing.assert_array_equal(_kcenter(KEY, x, labeled, 2, 2, jnp.bfloat16), [1, 2])
+
+
+def _greedy_margin(x, labeled, k):
+    """Smallest relative gap between the best and second-best ``mind`` over k picks."""
+    d, taken, gaps = ref.sq_dist_matrix(x, x), labeled.copy(), []
+    for _ in range(k):
+        mind = np.where(taken, -1.0, d[:, taken].min(axis=1))
+        top = np.sort(mind)[::-1]
+        gaps.append((top[0] - top[1]) / top[0])
+        taken[np.argmax(mind)] = True
+    return min(gaps)
+
+
+@pytest.mark.parametrize("seed", [4, 8, 13])
+def test_coreset_bfloat16_picks_equal_float32_on_separated_points(seed):
+    rng = np.random.default_rng(seed)
+    x = (3.0 * rng.normal(size=(24, 6))).astype(np.float32)
+    labeled = np.zeros(24, bool)
+    labeled[rng.choice(24, 2, replace=False)] = True
+    # Every greedy choice wins by > 2 %: far above bfloat16 rounding (~0.4 %).
+    assert _greedy_margin(x, labeled, 8) > 0.02
+    outs = Outputs(embeddings=x)
+    picks = {}
+    for dtype in ("float32", "bfloat16"):
+        s = strategies.get("coreset", chunk_size=8, embedding_dtype=dtype)
+        picks[dtype] = np.asarray(jax.jit(s.select, static_argnums=3)(KEY, outs, labeled, 8))
+    np.testing.assert_array_equal(picks["bfloat16"], picks["float32"])
+    np.testing.assert_array_equal(picks["float32"], ref.kcenter_greedy(x, labeled, 8))
+
+
+def test_coreset_embedding_dtype_is_float32_by_default_and_checked():
+    assert strategies.params_of("coreset")["embedding_dtype"] == "float32"
+    with pytest.raises(ValueError, match="embedding_dtype must be one of float32, bfloat16"):
+        strategies.get("coreset", embedding_dtype="float16")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"strategy": "coreset(embedding_dtype=float16)"},
+        {"strategy": "coreset", "strategy_params.embedding_dtype": "fp16"},
+    ],
+)
+def test_bad_embedding_dtype_is_one_config_line_before_compiling(overrides, tmp_path):
+    from conftest import tiny_config
+
+    from jaxal import config as config_lib
+    from jaxal.experiment import run_experiment
+
+    compiles = []
+
+    def listener(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        with pytest.raises(config_lib.ConfigError) as e:
+            run_experiment(tiny_config(**overrides), str(tmp_path / "w"), progress=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    msg = str(e.value)
+    assert "config.strategy" in msg and "embedding_dtype" in msg, msg
+    assert "float32, bfloat16" in msg and "\n" not in msg, msg
+    assert compiles == [] and not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("seed", [0, 1])

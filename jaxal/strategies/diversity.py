@@ -17,14 +17,25 @@ from jaxal.strategies.base import Array, Needs, Outputs, Strategy
 
 
 def kcenter_greedy(
-    key: Array, embeddings: Array, labeled: Array, k: int, chunk_size: int = 256
+    key: Array,
+    embeddings: Array,
+    labeled: Array,
+    k: int,
+    chunk_size: int = 256,
+    dtype=jnp.float32,
 ) -> Array:
     """Greedy k-center (Sener & Savarese, 2018): repeatedly pick the farthest point.
 
     The centres start as the labeled points. A running vector ``mind[N]`` holds
     every point's squared distance to its nearest centre; each pick is the
     unlabeled point with the largest ``mind`` (ties: lowest index), after which
-    ``mind`` is lowered with the distances to the new centre (one mat-vec).
+    ``mind`` is lowered with the distances to the new centre.
+
+    One loop step is one pass over the embeddings (the mat-vec ``x @ x[c]``,
+    with ``|x|^2`` computed once) and one fused update of ``mind`` (distance,
+    running min, the new centre marked taken) followed by its argmax, which is
+    the next pick; the last pick needs no update, so ``k`` picks cost ``k - 1``
+    passes.
 
     If nothing is labeled, the first pick is uniformly random (from ``key``) as in
     Google's ``kcenter_greedy``; otherwise ``key`` is unused.
@@ -35,41 +46,61 @@ def kcenter_greedy(
       labeled: ``bool[N]``.
       k: static number of picks (at most the number of unlabeled points).
       chunk_size: labeled points compared at once when initialising ``mind``.
+      dtype: storage type of the embeddings during the picks (float32
+        accumulation either way).
 
     Returns:
       ``int32[k]`` in acquisition order.
     """
-    x = jnp.asarray(embeddings, jnp.float32)
-    x_sq = dist.sq_norms(x)
+    x = jnp.asarray(embeddings).astype(dtype)  # storage: each pick reads it once
+    x_sq = dist.sq_norms(x)  # [N] float32, once
     labeled = jnp.asarray(labeled, bool)
+    if k == 0:
+        return jnp.zeros((0,), jnp.int32)
     mind = dist.min_sq_dist_to_set(x, labeled, chunk_size)  # [N], +inf without labels
     # Taken points (labeled, then picked) hold -1: below every real distance, and
     # min(-1, d) keeps them there.
     mind = jnp.where(labeled, -1.0, mind)
     # With no labels every mind is +inf and a random draw makes the first pick.
     random_first = dist.argmax_first(jax.random.uniform(key, labeled.shape))
-    random_start = ~jnp.any(labeled)
+    first = jnp.where(jnp.any(labeled), dist.argmax_first(mind), random_first)
+    iota = jax.lax.broadcasted_iota(jnp.int32, mind.shape, 0)
 
-    def body(j, state):
-        mind, picks = state
-        c = dist.argmax_first(mind)
-        c = jnp.where(random_start & (j == 0), random_first, c)
-        mind = jnp.minimum(mind, dist.sq_dists_to_row(x, x_sq, c)).at[c].set(-1.0)
-        return mind, picks.at[j].set(c)
+    def body(j, state):  # pick j is c; returns pick j + 1
+        mind, picks, c = state
+        d = dist.sq_dists_to_row(x, x_sq, c)  # the one pass over x
+        mind = jnp.where(iota == c, -1.0, jnp.minimum(mind, d))
+        return mind, picks.at[j].set(c), dist.argmax_first(mind)
 
-    return jax.lax.fori_loop(0, k, body, (mind, jnp.zeros((k,), jnp.int32)))[1]
+    state = (mind, jnp.zeros((k,), jnp.int32), first)
+    _, picks, last = jax.lax.fori_loop(0, k - 1, body, state)
+    return picks.at[k - 1].set(last)
 
 
-def coreset(chunk_size: int = 256) -> Strategy:
+EMBEDDING_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def coreset(chunk_size: int = 256, embedding_dtype: str = "float32") -> Strategy:
     """Core-Set acquisition by greedy k-center on the embeddings.
 
     Args:
       chunk_size: labeled points compared at once when the min-distance vector is
-        initialised (blocks of ``chunk_size x chunk_size`` distances).
+        initialised (blocks of ``max(chunk_size, 1024) x chunk_size`` distances).
+      embedding_dtype: ``float32`` or ``bfloat16``, how the embeddings are
+        stored while picking. ``bfloat16`` halves the memory each pick streams;
+        distances are still accumulated in float32, but of the rounded points
+        (8 mantissa bits), so near-ties may be broken differently (measured in
+        benchmarks/README.md).
     """
+    if embedding_dtype not in EMBEDDING_DTYPES:
+        raise ValueError(
+            f"coreset: embedding_dtype must be one of {', '.join(EMBEDDING_DTYPES)}, "
+            f"got {embedding_dtype!r}"
+        )
+    dtype = EMBEDDING_DTYPES[embedding_dtype]
 
     def select(key: Array, outputs: Outputs, labeled: Array, k: int) -> Array:
-        return kcenter_greedy(key, outputs.embeddings, labeled, k, chunk_size)
+        return kcenter_greedy(key, outputs.embeddings, labeled, k, chunk_size, dtype)
 
     return Strategy(name="coreset", needs=Needs(embeddings=True), select=select)
 
