@@ -11,6 +11,9 @@ import jax
 
 from jaxal.models.base import Array, Model, Variables
 
+# Dropout-mask elements drawn at once by head-mode MC passes (16 Mi: 64 MB as float32).
+MASK_ELEMENTS = 1 << 24
+
 
 def training_logits(
     model: Model, variables: Variables, x: Array, dropout_key: Array | None
@@ -75,4 +78,10 @@ def sample_logits(
 
     if consistent:  # one batch-of-one mask per key, broadcast to every row
         return jax.vmap(lambda k: jax.vmap(lambda r: one_pass(k, r[None])[0])(inputs))(keys)
+    if mode == "head":
+        # Passes in groups (same keys, same masks): vmapping all T at once would
+        # hold T dropout masks of the features at a time ([T, B, D] uniforms,
+        # bits and products: GBs for the CNN's 4,608 features at B = 1,024).
+        per = max(1, min(len(keys), MASK_ELEMENTS // max(1, inputs[0].size * len(inputs))))
+        return jax.lax.map(lambda k: one_pass(k, inputs), keys, batch_size=per)
     return jax.vmap(lambda k: one_pass(k, inputs))(keys)

@@ -11,6 +11,7 @@ each process touches only the shards it holds.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -90,6 +91,18 @@ def tree_stack(trees: Sequence):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _unstack(tree, n: int) -> list:
+    return [tree_index(tree, i) for i in range(n)]
+
+
+_stack = jax.jit(lambda trees: tree_stack(trees))
+
+
+def _all_jax(leaves) -> bool:
+    return all(isinstance(a, jax.Array) for a in leaves)
+
+
 def _columns(tree, per_leaf: Callable) -> list:
     """Per-seed pytrees from ``per_leaf(leaf) -> [seed pieces]``."""
     leaves, treedef = jax.tree.flatten(tree)
@@ -102,6 +115,8 @@ def split_seeds(tree, placement: Placement) -> list:
     if placement.mesh is None:
         leaves = jax.tree.leaves(tree)
         s = leaves[0].shape[0] if leaves else 0
+        if leaves and _all_jax(leaves):  # one dispatch for every leaf and seed
+            return _unstack(tree, s)
         return [tree_index(tree, i) for i in range(s)]
 
     def per_seed(a):
@@ -146,6 +161,8 @@ def split_seeds_over_rows(tree, placement: Placement) -> list:
 def stack_seeds(trees: Sequence, placement: Placement):
     """Inverse of :func:`split_seeds`: one seed-sharded stacked pytree."""
     if placement.mesh is None:
+        if _all_jax(jax.tree.leaves(list(trees))):  # one dispatch for the whole stack
+            return _stack(list(trees))
         return tree_stack(trees)
     sharding = NamedSharding(placement.mesh, P("seed"))
     # `trees` are this process's seeds only (all of them in one process):
