@@ -27,11 +27,12 @@ CASES = [
     ("mnist_bald_smoke", "configs/mnist_bald.py", "smoke", {}),
 ]
 # The same runs with every batch in the full shape (batch_buckets=False).
-# mnist_bald_smoke_full_batches is still the recording from 57abcde, before
-# buckets; digits_full_batches was re-recorded at bb5eeba: the device loop's
-# one program with every bucket's (guarded) last step moved 2 entropy picks of
-# one seed's last round (a near-tie, the same swap as with buckets) and the
-# NLLs by float rounding; accuracies are unchanged.
+# Both were first recorded at 57abcde, before buckets, and re-recorded after
+# bb5eeba/bb30334 (one fit program with every bucket's guarded last step; the
+# seed loop's one-dispatch split/stack and grouped MC passes): digits moved 2
+# entropy picks of one seed's last round (a near-tie, the same swap as with
+# buckets), mnist_bald_smoke only NLLs (<= 5e-7 relative); accuracies and all
+# other orders unchanged.
 FULL_BATCHES = [
     ("digits_full_batches", "configs/digits.py", "", {"train.batch_buckets": False}),
     ("mnist_bald_smoke_full_batches", "configs/mnist_bald.py", "smoke", {"train.batch_buckets": False}),  # noqa: E501
