@@ -389,12 +389,11 @@ class FitParts(NamedTuple):
     # one that leaves the other lanes as they are.
     last: tuple = ()
 
-    def map(self, f: Callable, step_f: Callable | None = None) -> FitParts:
-        """Every part through ``f`` (the steps through ``step_f``, default ``f``)."""
-        g = f if step_f is None else step_f
+    def map(self, f: Callable) -> FitParts:
+        """Every part, the last-batch steps included, through ``f``."""
         return FitParts(
-            f(self.start), f(self.begin_epoch), g(self.step), f(self.end_epoch),
-            f(self.finish), tuple((b, g(fn)) for b, fn in self.last),
+            f(self.start), f(self.begin_epoch), f(self.step), f(self.end_epoch),
+            f(self.finish), tuple((b, f(fn)) for b, fn in self.last),
         )
 
     @property
@@ -719,22 +718,25 @@ def in_bucket(step: Callable, size: int, batch_size: int, buckets: tuple[int, ..
     whose last batch is in another bucket (or who has none) as it is."""
     b = buckets.index(size)
 
-    def run(c: FitCarry, i, order, n, key, data) -> FitCarry:
+    def live(i, n):
         r = n % batch_size
-        live = (r > 0) & (bucket_of(r, buckets) == b)
-        return jax.lax.cond(live, lambda c: step(c, i, order, n, key, data), lambda c: c, c)
+        return (r > 0) & (bucket_of(r, buckets) == b)
 
-    return run
+    return _guarded(step, live)
 
 
 def full_batches(step: Callable, batch_size: int) -> Callable:
     """A full-batch step that leaves a lane's carry as it is when batch ``i`` is
     past its ``n // B`` full batches (a vmapped host loop runs the most any lane
     of the group needs)."""
+    return _guarded(step, lambda i, n: i < n // batch_size)
+
+
+def _guarded(step: Callable, live: Callable) -> Callable:
+    """``step`` where ``live(i, n)``, else the carry as it is (a ``lax.cond``)."""
 
     def run(c: FitCarry, i, order, n, key, data) -> FitCarry:
-        live = i < n // batch_size
-        return jax.lax.cond(live, lambda c: step(c, i, order, n, key, data), lambda c: c, c)
+        return jax.lax.cond(live(i, n), lambda c: step(c, i, order, n, key, data), lambda c: c, c)
 
     return run
 
