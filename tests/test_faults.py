@@ -79,9 +79,16 @@ def test_second_run_on_a_busy_workdir_refuses_at_once_and_the_first_is_unharmed(
     work = tmp_path / "w"
     first = _start(work)
     _wait_for(first, "random r0 ")
+    # Freeze the first run while the second tries: a smoke run can finish
+    # before a second interpreter has imported jax, and a frozen process still
+    # holds its lock, so the test does not race the machine's speed.
+    first.send_signal(signal.SIGSTOP)
     t0 = time.time()
-    second = subprocess.run(_cmd(work), cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 2
+    try:
+        second = subprocess.run(_cmd(work), cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
     assert f"pid {first.pid}" in second.stderr and "in use" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
     first.communicate(timeout=180)
