@@ -8,6 +8,16 @@ must match bit for bit; a change meant to alter results re-baselines in its
 own commit (and says by how much in the notes). The ``*_full_batches``
 baselines are the 57abcde recordings, kept for ``train.batch_buckets = False``
 (the CASES were re-recorded when the last batch of an epoch got bucket shapes).
+
+XLA:CPU compiles for the CPU it runs on (AVX2 or AVX-512 vector widths), so
+float rounding can differ between machine kinds. The CASES match bit for bit
+on both kinds CI has drawn (AMD EPYC and Intel Xeon with AVX-512); the
+full-batch runs do not: on the Xeon, digits' entropy swaps two near-tied
+picks *inside* one acquisition batch (seed index 2, picks 190/191: the same
+labeled pool, another order) and the NLLs move by rounding, while the EPYC
+gives the recorded order. Those runs are therefore checked for what the
+README promises across machines: the same labeled pool after every round,
+the same epochs, accuracies within one test point and NLLs within 0.5%.
 """
 
 import os
@@ -22,12 +32,24 @@ sys.path.insert(0, os.path.join(HERE, "baselines"))
 import make  # noqa: E402
 
 
-def _check(name, path, variant, overrides, tmp_path):
+def _check(name, path, variant, overrides, tmp_path, exact=True):
     want = np.load(os.path.join(HERE, "baselines", f"{name}.npz"))
     got = make.run_case(path, variant, str(tmp_path / "run"), num_devices=1, overrides=overrides)
     assert sorted(got) == sorted(want.files)
     for key in want.files:
-        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        if exact:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        elif key.endswith("/order"):
+            labels = want[key.replace("/order", "/num_labeled")].astype(int)
+            for s, (g, w) in enumerate(zip(got[key], want[key], strict=True)):
+                for lo, hi in zip(np.r_[0, labels[s]], np.r_[labels[s], len(w)], strict=True):
+                    assert set(g[lo:hi]) == set(w[lo:hi]), (key, s, lo, hi)
+        elif key.endswith("accuracy"):
+            np.testing.assert_allclose(got[key], want[key], rtol=0, atol=2.5e-3, err_msg=key)
+        elif key.endswith("nll"):
+            np.testing.assert_allclose(got[key], want[key], rtol=5e-3, err_msg=key)
+        else:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
 @pytest.mark.slow
@@ -43,6 +65,7 @@ def test_pools_and_metrics_are_bit_identical_to_the_saved_baseline(
 def test_full_batches_reproduce_the_results_from_before_batch_buckets(
     name, path, variant, overrides, tmp_path
 ):
-    """``train.batch_buckets = False`` is bit for bit the training of jaxal before
-    the last batch ran in a bucket shape (baselines recorded at 57abcde)."""
-    _check(name, path, variant, overrides, tmp_path)
+    """``train.batch_buckets = False`` gives the pools and (up to float
+    rounding) the metrics jaxal gave before the last batch ran in a bucket
+    shape (baselines recorded at 57abcde; see the module docstring)."""
+    _check(name, path, variant, overrides, tmp_path, exact=False)

@@ -85,7 +85,9 @@ def test_every_conv_model_gives_the_same_outputs_and_gradients(name, params, ima
     assert jax.tree.structure(v0) == jax.tree.structure(v1)
     for a, b in zip(jax.tree.leaves(v0), jax.tree.leaves(v1), strict=True):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(l1, l0, rtol=1e-4, atol=1e-5)
+    # float rounding (its size depends on the CPU's vector width: on an AVX-512
+    # Xeon one ResNet logit of -0.072 moved by 2.7e-5), against the logits' scale
+    np.testing.assert_allclose(l1, l0, rtol=1e-4, atol=1e-4 * float(np.abs(l0).max()))
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0), strict=True):
         # float rounding, grown through batch norm: small next to the leaf's scale
         # (a conv bias before batch norm has a true gradient of 0: pure rounding)
