@@ -1,23 +1,25 @@
 """Same config and seed => the same labeled pools and metrics as the saved baselines.
 
 The baselines (``tests/baselines/*.npz``) were recorded by
-``tests/baselines/make.py`` from main at 57abcde, before the run assembly was
-reshaped: the quickstart (``configs/digits.py``) and ``configs/mnist_bald.py:smoke``,
-on one CPU device with the default (``auto``) execution. Pools and metrics
-must match bit for bit; a change meant to alter results re-baselines in its
-own commit (and says by how much in the notes). The ``*_full_batches``
-baselines are the 57abcde recordings, kept for ``train.batch_buckets = False``
-(the CASES were re-recorded when the last batch of an epoch got bucket shapes).
+``tests/baselines/make.py`` on an AMD EPYC (AVX2) CPU, one CPU device, the
+default (``auto``) execution: the quickstart (``configs/digits.py``) and
+``configs/mnist_bald.py:smoke`` (the CASES), and the same runs with
+``train.batch_buckets = False`` (FULL_BATCHES, first recorded at 57abcde
+before the last batch of an epoch got bucket shapes). A change meant to alter
+results re-baselines in its own commit and says by how much in the notes.
 
-XLA:CPU compiles for the CPU it runs on (AVX2 or AVX-512 vector widths), so
-float rounding can differ between machine kinds. The CASES match bit for bit
-on both kinds CI has drawn (AMD EPYC and Intel Xeon with AVX-512); the
-full-batch runs do not: on the Xeon, digits' entropy swaps two near-tied
-picks *inside* one acquisition batch (seed index 2, picks 190/191: the same
-labeled pool, another order) and the NLLs move by rounding, while the EPYC
-gives the recorded order. Those runs are therefore checked for what the
-README promises across machines: the same labeled pool after every round,
-the same epochs, accuracies within one test point and NLLs within 0.5%.
+XLA:CPU compiles for the CPU it runs on (AVX2, AVX-512, AMX...), so float
+rounding differs between machine kinds, and CI draws both: on an Intel Xeon
+with AVX-512/AMX, digits' entropy swaps two near-tied picks *inside* one
+acquisition batch (seed index 2, picks 190/191: the same labeled pool, another
+order) and mnist_bald_smoke's NLLs move by ~2.5e-7 relative, while the EPYC
+reproduces the recordings bit for bit. So every case is checked for what the
+README promises across machines: the same labeled pool after every round
+(set equality per acquisition batch; a pick that moved to another batch fails),
+the same epochs and label counts, accuracies within one test point and NLLs
+within 0.5%. Bit-identity *on one machine* (reruns, resume, seed loop vs
+devices and processes) is tested in ``test_loop``, ``test_resume`` and
+``test_multiprocess``.
 """
 
 import os
@@ -32,14 +34,12 @@ sys.path.insert(0, os.path.join(HERE, "baselines"))
 import make  # noqa: E402
 
 
-def _check(name, path, variant, overrides, tmp_path, exact=True):
+def _check(name, path, variant, overrides, tmp_path):
     want = np.load(os.path.join(HERE, "baselines", f"{name}.npz"))
     got = make.run_case(path, variant, str(tmp_path / "run"), num_devices=1, overrides=overrides)
     assert sorted(got) == sorted(want.files)
     for key in want.files:
-        if exact:
-            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-        elif key.endswith("/order"):
+        if key.endswith("/order"):
             labels = want[key.replace("/order", "/num_labeled")].astype(int)
             for s, (g, w) in enumerate(zip(got[key], want[key], strict=True)):
                 for lo, hi in zip(np.r_[0, labels[s]], np.r_[labels[s], len(w)], strict=True):
@@ -54,7 +54,7 @@ def _check(name, path, variant, overrides, tmp_path, exact=True):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,path,variant,overrides", make.CASES)
-def test_pools_and_metrics_are_bit_identical_to_the_saved_baseline(
+def test_pools_and_metrics_match_the_saved_baseline(
     name, path, variant, overrides, tmp_path
 ):
     _check(name, path, variant, overrides, tmp_path)
@@ -68,4 +68,4 @@ def test_full_batches_reproduce_the_results_from_before_batch_buckets(
     """``train.batch_buckets = False`` gives the pools and (up to float
     rounding) the metrics jaxal gave before the last batch ran in a bucket
     shape (baselines recorded at 57abcde; see the module docstring)."""
-    _check(name, path, variant, overrides, tmp_path, exact=False)
+    _check(name, path, variant, overrides, tmp_path)
