@@ -26,6 +26,7 @@ from jaxal.models.adapter import from_linen
 from jaxal.models.base import Model
 from jaxal.models.cnn import cnn
 from jaxal.models.conv import IMPLS as CONV_IMPLS
+from jaxal.models.dropout import Dropout
 from jaxal.models.mlp import mlp
 from jaxal.models.resnet import resnet18, resnet34, resnet50
 from jaxal.models.user import factory_params, from_module, get_user_model, is_user_spec
@@ -163,6 +164,7 @@ def get_model(name: str, num_classes: int, **params) -> Model:
 
 
 __all__ = [
+    "Dropout",
     "Model",
     "NAMES",
     "REGISTRY",

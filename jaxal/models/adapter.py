@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxal.models.base import Array, Model, Variables
+from jaxal.models.dropout import Dropout
 
 
 class Classifier(nn.Module):
@@ -49,7 +50,7 @@ class DenseHead(nn.Module):
 
     @nn.compact
     def __call__(self, h: Array, deterministic: bool) -> tuple[Array, Array]:
-        z = nn.Dropout(self.rate)(h, deterministic=deterministic)
+        z = Dropout(self.rate)(h, deterministic=deterministic)
         return nn.Dense(self.num_classes)(z), h
 
 

@@ -16,6 +16,7 @@ import flax.linen as nn
 from jaxal.models.adapter import from_linen
 from jaxal.models.base import Array, Model
 from jaxal.models.conv import Conv
+from jaxal.models.dropout import Dropout
 
 
 class CNNBackbone(nn.Module):
@@ -44,10 +45,10 @@ class CNNHead(nn.Module):
 
     @nn.compact
     def __call__(self, h: Array, deterministic: bool) -> tuple[Array, Array]:
-        h = nn.Dropout(self.conv_dropout)(h, deterministic=deterministic)
+        h = Dropout(self.conv_dropout)(h, deterministic=deterministic)
         h = h.reshape(h.shape[0], -1)
         emb = nn.relu(nn.Dense(128)(h))  # [B, 128]
-        z = nn.Dropout(self.dropout)(emb, deterministic=deterministic)
+        z = Dropout(self.dropout)(emb, deterministic=deterministic)
         return nn.Dense(self.num_classes)(z), emb
 
 

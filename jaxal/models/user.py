@@ -25,8 +25,9 @@ The module
   no dropout, batch norm uses the running averages.
 * Variables: ``params`` and optionally ``batch_stats`` (batch norm); no other
   collection. Dropout draws from the ``"dropout"`` rng (``self.make_rng("dropout")``,
-  as ``nn.Dropout`` does). Batch norm is detected from a ``batch_stats``
-  collection in the initialised variables.
+  as ``nn.Dropout`` does; ``jaxal.models.Dropout`` is a drop-in with cheaper
+  masks, see :mod:`jaxal.models.dropout`). Batch norm is detected from a
+  ``batch_stats`` collection in the initialised variables.
 * Optional: ``__call__`` may also take a keyword ``deterministic: bool`` that
   switches dropout independently of ``train`` (like jaxal's own models). jaxal
   then passes ``deterministic=True`` except when a dropout key is given, and MC

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from jaxal.models.adapter import DenseHead, batch_norm, from_linen
 from jaxal.models.base import Array, Model
 from jaxal.models.conv import Conv
+from jaxal.models.dropout import Dropout
 
 CFGS: dict[str, tuple[int | str, ...]] = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -92,7 +93,7 @@ class VGGFCHead(nn.Module):
         *hidden, last = self.widths
         for w in hidden:
             h = nn.relu(nn.Dense(w)(h))
-            h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+            h = Dropout(self.dropout)(h, deterministic=deterministic)
         emb = nn.relu(nn.Dense(last)(h))
         return nn.Dense(self.num_classes)(emb), emb
 
