@@ -1,19 +1,22 @@
 """Same config and seed => the same labeled pools and metrics as the saved baselines.
 
 The baselines (``tests/baselines/*.npz``) were recorded by
-``tests/baselines/make.py`` on an AMD EPYC (AVX2) CPU, one CPU device, the
-default (``auto``) execution: the quickstart (``configs/digits.py``) and
+``tests/baselines/make.py`` on one CPU device with the default (``auto``)
+execution: the quickstart (``configs/digits.py``) and
 ``configs/mnist_bald.py:smoke`` (the CASES), and the same runs with
 ``train.batch_buckets = False`` (FULL_BATCHES, first recorded at 57abcde
-before the last batch of an epoch got bucket shapes). A change meant to alter
-results re-baselines in its own commit and says by how much in the notes.
+before the last batch of an epoch got bucket shapes). The digits ones on an
+AMD EPYC (AVX2); the mnist_bald smoke ones on an Intel Xeon (AVX-512/AMX),
+re-recorded when dropout got packed masks (``jaxal.models.dropout``: other
+masks, so other results). A change meant to alter results re-baselines in its
+own commit and says by how much in the notes.
 
 XLA:CPU compiles for the CPU it runs on (AVX2, AVX-512, AMX...), so float
 rounding differs between machine kinds, and CI draws both: on an Intel Xeon
 with AVX-512/AMX, digits' entropy swaps two near-tied picks *inside* one
 acquisition batch (seed index 2, picks 190/191: the same labeled pool, another
-order) and mnist_bald_smoke's NLLs move by ~2.5e-7 relative, while the EPYC
-reproduces the recordings bit for bit. So every case is checked for what the
+order) and the NLLs of the (then EPYC-recorded) mnist_bald smoke moved by
+~2.5e-7 relative, while the recording machine reproduces them bit for bit. So every case is checked for what the
 README promises across machines: the same labeled pool after every round
 (set equality per acquisition batch; a pick that moved to another batch fails),
 the same epochs and label counts, accuracies within one test point and NLLs

@@ -27,6 +27,9 @@ CASES = [
     ("mnist_bald_smoke", "configs/mnist_bald.py", "smoke", {}),
 ]
 # The same runs with every batch in the full shape (batch_buckets=False).
+# mnist_bald_smoke and mnist_bald_smoke_full_batches were re-recorded (on an
+# Intel Xeon) when dropout got packed masks (jaxal.models.dropout): other masks,
+# so other pools and metrics. The rest of this history is of the digits pair.
 # Both were first recorded at 57abcde, before buckets, and re-recorded after
 # bb5eeba/bb30334 (one fit program with every bucket's guarded last step; the
 # seed loop's one-dispatch split/stack and grouped MC passes): digits moved 2
