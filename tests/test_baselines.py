@@ -18,11 +18,11 @@ acquisition batch (seed index 2, picks 190/191: the same labeled pool, another
 order) and the NLLs of the (then EPYC-recorded) mnist_bald smoke moved by
 ~2.5e-7 relative, while the recording machine reproduces them bit for bit.
 So every case is checked for what the README promises across machines: the
-same labeled pool after every round (set equality per acquisition batch; a pick that moved to another batch fails),
-the same epochs and label counts, accuracies within one test point and NLLs
-within 0.5%. Bit-identity *on one machine* (reruns, resume, seed loop vs
-devices and processes) is tested in ``test_loop``, ``test_resume`` and
-``test_multiprocess``.
+same labeled pool after every round (set equality per acquisition batch; a
+pick that moved to another batch fails), the same epochs and label counts,
+accuracies within one test point and NLLs within 0.5%. Bit-identity *on one
+machine* (reruns, resume, seed loop vs devices and processes) is tested in
+``test_loop``, ``test_resume`` and ``test_multiprocess``.
 """
 
 import os
