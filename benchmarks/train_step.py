@@ -140,6 +140,7 @@ JAXAL_RUNS = [
     ("xla, glibc malloc", "xla", "system"),
     ("xla", "xla", ""),
     ("im2col", "im2col", ""),
+    ("shifted", "shifted", ""),
 ]
 
 

@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from jaxal import models
-from jaxal.models.conv import im2col_conv
+from jaxal.models.conv import im2col_conv, shifted_conv, shifted_filter_grad
 
 
 def _xla(x, k, strides, padding):
@@ -39,11 +39,14 @@ def test_a_hand_computed_3x3_valid_conv():
         ((2, 8, 8, 4), (1, 1), (1, 1), "VALID"),
     ],
 )
-def test_im2col_equals_lax_conv_forward_and_gradients(shape, kernel, strides, padding):
+@pytest.mark.parametrize("conv", [im2col_conv, shifted_conv], ids=["im2col", "shifted"])
+def test_each_formulation_equals_lax_conv_forward_and_gradients(
+    conv, shape, kernel, strides, padding
+):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
     k = jnp.asarray(rng.standard_normal((*kernel, shape[-1], 5)), jnp.float32)
-    want, got = _xla(x, k, strides, padding), im2col_conv(x, k, strides, padding)
+    want, got = _xla(x, k, strides, padding), conv(x, k, strides, padding)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     ct = jnp.asarray(rng.standard_normal(want.shape), jnp.float32)
@@ -51,7 +54,7 @@ def test_im2col_equals_lax_conv_forward_and_gradients(shape, kernel, strides, pa
     def grads(f):
         return jax.grad(lambda x, k: jnp.sum(f(x, k, strides, padding) * ct), (0, 1))(x, k)
 
-    for g, w in zip(grads(im2col_conv), grads(_xla), strict=True):
+    for g, w in zip(grads(conv), grads(_xla), strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
@@ -69,7 +72,7 @@ def test_every_conv_model_gives_the_same_outputs_and_gradients(name, params, ima
     x = jnp.asarray(rng.standard_normal((4, *image)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, 4))
     out = {}
-    for impl in ("xla", "im2col"):
+    for impl in ("xla", "im2col", "shifted"):
         m = models.get_model(name, 10, conv=impl, **params)
         variables = m.init(jax.random.key(0), x[:1])
 
@@ -80,7 +83,12 @@ def test_every_conv_model_gives_the_same_outputs_and_gradients(name, params, ima
 
         (_, logits), g = jax.value_and_grad(loss, has_aux=True)(variables["params"])
         out[impl] = (variables, logits, g)
-    (v0, l0, g0), (v1, l1, g1) = out["xla"], out["im2col"]
+    for impl in ("im2col", "shifted"):
+        _same_up_to_rounding(out["xla"], out[impl])
+
+
+def _same_up_to_rounding(ref, new):
+    (v0, l0, g0), (v1, l1, g1) = ref, new
     # the same parameter tree and initial values: variables are interchangeable
     assert jax.tree.structure(v0) == jax.tree.structure(v1)
     for a, b in zip(jax.tree.leaves(v0), jax.tree.leaves(v1), strict=True):
@@ -95,6 +103,15 @@ def test_every_conv_model_gives_the_same_outputs_and_gradients(name, params, ima
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=atol)
 
 
+def test_the_shifted_filter_gradient_by_hand():
+    # a 1x3x3x1 input and a 1x2x2x1 output gradient of ones (VALID 2x2 kernel):
+    # dW[i, j] = sum of the 2x2 input window at (i, j)
+    x = jnp.arange(9, dtype=jnp.float32).reshape(1, 3, 3, 1)
+    dy = jnp.ones((1, 2, 2, 1), jnp.float32)
+    dw = shifted_filter_grad(x, dy, (2, 2, 1, 1), "VALID")
+    np.testing.assert_array_equal(np.asarray(dw)[:, :, 0, 0], [[8.0, 12.0], [20.0, 24.0]])
+
+
 def test_an_unknown_conv_is_one_line():
-    with pytest.raises(ValueError, match="model.conv: allowed: 'xla', 'im2col'"):
+    with pytest.raises(ValueError, match="model.conv: allowed: 'xla', 'shifted', 'im2col'"):
         models.validate("cnn", {"conv": "fft"})

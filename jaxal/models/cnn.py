@@ -68,7 +68,7 @@ def cnn(
       conv_dropout: rate of the dropout after the conv trunk's max pool (0
         puts all dropout right before the classifier).
       padding: ``'VALID'`` (the paper; inputs >= 6x6) or ``'SAME'``.
-      conv: the convolutions' formulation, ``'xla'`` or ``'im2col'``
+      conv: the convolutions' formulation, ``'xla'``, ``'shifted'`` or ``'im2col'``
         (:mod:`jaxal.models.conv`; same results up to float rounding).
 
     Returns:

@@ -130,7 +130,7 @@ def resnet18(
       num_classes: C.
       width: channels of the stem and first stage (64 in the paper); D = 8 * width.
       dropout: rate of the dropout before the classifier (0: none).
-      conv: the convolutions' formulation, ``'xla'`` or ``'im2col'``
+      conv: the convolutions' formulation, ``'xla'``, ``'shifted'`` or ``'im2col'``
         (:mod:`jaxal.models.conv`; same results up to float rounding).
 
     Returns:
@@ -158,7 +158,7 @@ def resnet50(
         the paper); the stages output ``4w, 8w, 16w, 32w`` channels, D = 32 * width
         (2048 at the paper size).
       dropout: rate of the dropout before the classifier (0: none).
-      conv: the convolutions' formulation, ``'xla'`` or ``'im2col'``
+      conv: the convolutions' formulation, ``'xla'``, ``'shifted'`` or ``'im2col'``
         (:mod:`jaxal.models.conv`; same results up to float rounding).
 
     Returns:

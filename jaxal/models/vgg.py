@@ -118,7 +118,7 @@ def vgg11(
       num_classes: C.
       width: channels of the first conv (64 in the paper); D = 8 * width.
       dropout: rate of the dropout before the classifier (0: none).
-      conv: the convolutions' formulation, ``'xla'`` or ``'im2col'``
+      conv: the convolutions' formulation, ``'xla'``, ``'shifted'`` or ``'im2col'``
         (:mod:`jaxal.models.conv`; same results up to float rounding).
 
     Returns:
