@@ -5,9 +5,10 @@ initialisers and auto-name ``Conv_<i>``, so variables are interchangeable)
 with a choice of formulation:
 
 * ``impl="xla"``: ``lax.conv_general_dilated``, as ``nn.Conv``.
-* ``impl="shifted"``: forward and input gradient as ``lax.conv`` (XLA:CPU
-  runs those at close to matmul speed), but the *filter* gradient -- which
-  XLA:CPU runs 2-3x slower than the forward -- as ``kh*kw`` shifted matmuls
+* ``impl="shifted"``: forward and input gradient as ``lax.conv``, but the
+  *filter* gradient -- which XLA:CPU ran 2.6x slower than the forward on the
+  small CNN's conv2 (benchmarks/README.md, "Training step") -- as ``kh*kw``
+  shifted matmuls
   (:func:`shifted_filter_grad`): the padded input is flattened to rows
   ``[B*H*W, C]``; tap ``(i, j)`` of the kernel sees the rows shifted by
   ``i*W + j``, one contiguous slice, so its gradient is one
@@ -78,7 +79,7 @@ def shifted_filter_grad(x, dy, kernel_shape, padding: str = "VALID"):
         for i in range(kh)
         for j in range(kw)
     ]
-    return jnp.stack(taps).reshape(kh, kw, cin, cout).astype(dy.dtype)
+    return jnp.stack(taps).reshape(kh, kw, cin, cout)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -99,7 +100,7 @@ def _shifted_bwd(strides, padding, res, dy):
         return vjp(dy)
     _, vjp_x = jax.vjp(lambda x: _lax_conv(x, kernel, strides, padding), x)
     (dx,) = vjp_x(dy)
-    return dx, shifted_filter_grad(x, dy, kernel.shape, padding)
+    return dx, shifted_filter_grad(x, dy, kernel.shape, padding).astype(kernel.dtype)
 
 
 shifted_conv.defvjp(_shifted_fwd, _shifted_bwd)
