@@ -5,8 +5,10 @@ device; runs checkpoint every round and resume exactly. See README.md.
 """
 
 from jaxal.memory import keep_freed_memory
+from jaxal.xla_cpu import prefer_eigen_convolutions
 
 keep_freed_memory()  # before JAX allocates: see jaxal/memory.py (JAXAL_MALLOC=system: off)
+prefer_eigen_convolutions()  # before JAX starts: see jaxal/xla_cpu.py (JAXAL_XLA_CPU=default: off)
 
 from jaxal import data, models, strategies  # noqa: E402
 from jaxal.assemble import Run, assemble  # noqa: E402
