@@ -1,13 +1,19 @@
 """One training step (forward, backward, Adam update) of jaxal's conv models:
-``model.conv = xla`` (lax.conv) vs ``im2col`` (jaxal.models.conv) vs PyTorch,
-same architecture, batch and optimizer, each in its own process (issue 9).
+``model.conv = xla`` (lax.conv) vs ``im2col`` / ``shifted`` (jaxal.models.conv)
+vs PyTorch, same architecture, batch and optimizer, each in its own process
+(issue 9).
 
 The jaxal step is the one a run uses (``jaxal.train.make_fit_parts(...).step``,
-jitted, as the host step loop calls it). Reported: min over ``--repeats`` timed
-blocks of ``--steps`` steps, compile time separately, and the FLOP bound (XLA's
-cost analysis of the step / this CPU's matmul peak, ~200 GFLOP/s idle, from
-/work/shared/PEERS.md). PyTorch runs with ``--torch_threads`` threads (the peer
-venv of benchmarks/README.md: ``--torch_python``).
+jitted, as the host step loop calls it). Columns: ``xla, XLA defaults`` is
+``lax.conv`` with XLA:CPU's own settings (YNNPACK convolutions,
+``JAXAL_XLA_CPU=default``); ``xla, glibc malloc`` leaves glibc's malloc
+defaults (``JAXAL_MALLOC=system``); ``xla``, ``im2col`` and ``shifted`` run
+with what ``import jaxal`` sets (jaxal/memory.py, jaxal/xla_cpu.py).
+Reported: min over ``--repeats`` timed blocks of ``--steps`` steps, compile
+time separately, and the FLOP bound: XLA's cost analysis of the step divided by
+this CPU's float32 matmul peak, measured in the same run (best of a jitted
+1024^3 dot). PyTorch runs with ``--torch_threads`` threads (the peer venv of
+benchmarks/README.md: ``--torch_python``).
 
     .venv/bin/python benchmarks/train_step.py --torch_python /tmp/peers-venv/bin/python
 """
@@ -20,8 +26,6 @@ import os
 import subprocess
 import sys
 import time
-
-PEAK_FLOPS = 200e9  # this CPU's float32 matmul peak (PEERS.md)
 
 # name -> (jaxal model, params, image shape, batch)
 WORKLOADS = {
@@ -70,6 +74,22 @@ def jaxal_step(workload: str, conv: str, steps: int, repeats: int) -> dict:
         jax.block_until_ready(carry)
         best = min(best, (time.perf_counter() - t0) / steps)
     return {"step_ms": 1e3 * best, "compile_s": compile_s, "gflop": flops / 1e9}
+
+
+def matmul_peak(n: int = 1024, repeats: int = 20) -> float:
+    """This CPU's float32 matmul rate in FLOP/s: the best of ``repeats`` n^3 dots."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    jax.block_until_ready(dot(a, a))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(dot(a, a))
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
 
 
 TORCH = r'''
@@ -135,13 +155,15 @@ def _run(cmd, env=None) -> dict:
     return json.loads(line[7:])
 
 
-# (column, model.conv, JAXAL_MALLOC): glibc's defaults vs jaxal.memory's setting
+# (column, model.conv, environment): XLA's / glibc's defaults vs what import jaxal sets
 JAXAL_RUNS = [
-    ("xla, glibc malloc", "xla", "system"),
-    ("xla", "xla", ""),
-    ("im2col", "im2col", ""),
-    ("shifted", "shifted", ""),
+    ("xla, XLA defaults", "xla", {"JAXAL_XLA_CPU": "default"}),
+    ("xla, glibc malloc", "xla", {"JAXAL_MALLOC": "system"}),
+    ("xla", "xla", {}),
+    ("im2col", "im2col", {}),
+    ("shifted", "shifted", {}),
 ]
+CLEAR = ("JAXAL_XLA_CPU", "JAXAL_MALLOC")
 
 
 def main() -> None:
@@ -152,18 +174,24 @@ def main() -> None:
     p.add_argument("--torch_python", default="", help="python of the peer venv (with torch)")
     p.add_argument("--torch_threads", default="1,2")
     p.add_argument("--child", nargs=2, metavar=("WORKLOAD", "CONV"), help=argparse.SUPPRESS)
+    p.add_argument("--peak_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.peak_child:
+        print("RESULT " + json.dumps({"flops": matmul_peak()}))
+        return
     if args.child:
         res = jaxal_step(*args.child, args.steps, args.repeats)
         print("RESULT " + json.dumps(res))
         return
+    peak = _run([sys.executable, __file__, "--peak_child"])["flops"]
+    print(f"matmul peak (1024^3 f32 dot, best of 20): {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
     threads = [int(t) for t in args.torch_threads.split(",") if t]
     for w in args.workloads.split(","):
         steps = args.steps if w == "cnn" else max(2, args.steps // 4)
         row = {"workload": w, "batch": WORKLOADS[w][3], "runs": {}}
-        for label, conv, malloc in JAXAL_RUNS:
-            env = dict(os.environ, JAXAL_MALLOC=malloc)
+        for label, conv, extra in JAXAL_RUNS:
+            env = {k: v for k, v in os.environ.items() if k not in CLEAR} | extra
             cmd = [sys.executable, __file__, "--child", w, conv, "--steps", str(steps)]
             res = _run(cmd + ["--repeats", str(args.repeats)], env)
             row["runs"][label], row["gflop"] = res["step_ms"], res["gflop"]
@@ -178,10 +206,11 @@ def main() -> None:
         rows.append(row)
     cols = list(rows[0]["runs"])
     print()
-    print("| model (batch) | FLOP bound | " + " | ".join(cols) + " | xla / FLOP bound |")
+    print(f"| model (batch) | FLOP bound at {peak / 1e9:.0f} GFLOP/s | " + " | ".join(cols)
+          + " | xla / FLOP bound |")
     print("|---" * (len(cols) + 3) + "|")
     for r in rows:
-        bound = 1e3 * r["gflop"] * 1e9 / PEAK_FLOPS
+        bound = 1e3 * r["gflop"] * 1e9 / peak
         cells = " | ".join(f"{r['runs'][c]:.1f} ms" for c in cols)
         print(f"| {r['workload']} ({r['batch']}) | {bound:.1f} ms | {cells} | "
               f"{r['runs']['xla'] / bound:.1f} |")

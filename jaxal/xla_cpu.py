@@ -5,9 +5,9 @@ jaxlib 0.10's XLA:CPU hands every convolution to YNNPACK by default (the
 On the 2-core AMD EPYC this project is measured on, YNNPACK's convolutions --
 above all their gradients -- are several times slower than XLA's own (Eigen)
 convolution: with YNNPACK's convolutions turned off, the small CNN's training
-step went from ~250 to ~75 ms and ResNet-18's from ~6.2 to ~2.1 s
-(``benchmarks/train_step.py``, table in ``benchmarks/README.md``). YNNPACK's
-dots, elementwise and reduce fusions stay on.
+step went from 155 to 70 ms and ResNet-18's from 7.0 to 2.1 s
+(``benchmarks/train_step.py``, 2026-12-06 table in ``benchmarks/README.md``).
+YNNPACK's dots, elementwise and reduce fusions stay on.
 
 :func:`prefer_eigen_convolutions` appends
 ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` (XLA's
