@@ -35,7 +35,12 @@ WORKLOADS = {
 }
 
 
-def jaxal_step(workload: str, conv: str, steps: int, repeats: int) -> dict:
+def build_step(workload: str, conv: str, batch: int | None = None):
+    """jaxal's jitted training step of ``workload`` and a ready first carry.
+
+    Returns ``(step, carry, args)``: call ``step(carry, i, *args)`` (``i`` the
+    batch index in the epoch, 0..3) to take one step on random inputs.
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -44,7 +49,8 @@ def jaxal_step(workload: str, conv: str, steps: int, repeats: int) -> dict:
     from jaxal import train as train_lib
     from jaxal.settings import TrainSettings
 
-    name, params, image, batch = WORKLOADS[workload]
+    name, params, image, default_batch = WORKLOADS[workload]
+    batch = batch or default_batch
     model = models.get_model(name, 10, conv=conv, **params)
     rng = np.random.default_rng(0)
     n = batch * 4
@@ -58,19 +64,26 @@ def jaxal_step(workload: str, conv: str, steps: int, repeats: int) -> dict:
     order, num = jnp.arange(n, dtype=jnp.int32), jnp.int32(n)
     carry = parts.start(variables, order, num, key, data)
     carry = parts.begin_epoch(carry, order, num, key, data)
-    step = jax.jit(parts.step)
+    return jax.jit(parts.step), carry, (order, num, key, data)
+
+
+def jaxal_step(workload: str, conv: str, steps: int, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    step, carry, args = build_step(workload, conv)
     t0 = time.perf_counter()
-    compiled = step.lower(carry, jnp.int32(0), order, num, key, data).compile()
+    compiled = step.lower(carry, jnp.int32(0), *args).compile()
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     flops = float(cost.get("flops", 0.0))
-    carry = jax.block_until_ready(step(carry, jnp.int32(0), order, num, key, data))
+    carry = jax.block_until_ready(step(carry, jnp.int32(0), *args))
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         for i in range(steps):
-            carry = step(carry, jnp.int32(i % 4), order, num, key, data)
+            carry = step(carry, jnp.int32(i % 4), *args)
         jax.block_until_ready(carry)
         best = min(best, (time.perf_counter() - t0) / steps)
     return {"step_ms": 1e3 * best, "compile_s": compile_s, "gflop": flops / 1e9}

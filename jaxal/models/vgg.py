@@ -41,6 +41,7 @@ from jaxal.models.adapter import DenseHead, batch_norm, from_linen
 from jaxal.models.base import Array, Model
 from jaxal.models.conv import Conv
 from jaxal.models.dropout import Dropout
+from jaxal.models.pool import max_pool
 
 CFGS: dict[str, tuple[int | str, ...]] = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -69,7 +70,7 @@ class VGGBackbone(nn.Module):
     def __call__(self, x: Array, train: bool) -> Array:
         for c in self.cfg:
             if c == "M":
-                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+                x = max_pool(x, 2, padding="SAME")  # = nn.max_pool, cheaper gradient
             else:
                 x = Conv(int(c) * self.width // 64, (3, 3), padding="SAME", impl=self.conv)(x)
                 x = nn.relu(batch_norm()(x, use_running_average=not train))
