@@ -828,12 +828,13 @@ def main() -> None:
     spec_json.write_text(json.dumps(spec, indent=1))
 
     figs: dict[str, dict] = {}
+    # what must match for --merge; the peers' seed counts may differ (each
+    # implementation's figures carry its own seeds_measured and extrapolation)
     same = (
         "protocol",
         "smoke",
         "sets",
         "seeds",
-        "peer_seeds",
         "torch_threads",
         "torch_mc",
         "torch_init",

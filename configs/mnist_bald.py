@@ -2,8 +2,10 @@
 (Gal et al. 2017 setting, scaled down): BALD, max-entropy and variation ratios
 with MC dropout against random.
 
-Expected runtime on a 2-core CPU: full ~37 min (4 strategies x 3 seeds x 19
-rounds, measured 2026-11), smoke ~30 s. On a GPU use the same command.
+Expected runtime on a 2-core CPU: full ~7 min (4 strategies x 3 seeds x 19
+rounds: 400 s on a 2-core AMD EPYC, 2026-12-08; it was ~37 min in 2026-11,
+before the training-speed work of issue 9), smoke ~30 s. On a GPU use the
+same command.
 
     python -m jaxal --config=configs/mnist_bald.py --workdir=runs/mnist_bald
     python -m jaxal --config=configs/mnist_bald.py:smoke --workdir=runs/smoke
