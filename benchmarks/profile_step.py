@@ -6,7 +6,8 @@ The step is jaxal's own (``train.make_fit_parts(...).step``, jitted, Adam),
 on random inputs. After a warm-up, ``--steps`` steps run under
 ``jax.profiler.trace(create_perfetto_trace=True)``; the trace's op events of
 the step's HLO module are summed by instruction name and joined with the
-compiled HLO (opcode, shape, the jaxpr op it came from), then grouped:
+compiled HLO (opcode, output shape, the computation a fusion calls), then
+grouped:
 
 * ``conv forward`` / ``conv input grad`` / ``conv filter grad``: convolutions
   (or fusions holding one) whose output is an activation of the forward pass /
@@ -17,9 +18,9 @@ compiled HLO (opcode, shape, the jaxpr op it came from), then grouped:
 XLA:CPU emits no profiler event for some ops (on the 2-core CPU here: the
 large convolutions it hands to Eigen; every HLO convolution is listed with
 its traced time); "not traced" is the step's wall time without the profiler
-minus the traced ops. The
-profiler slows the step itself (its wall time under the trace is printed
-too), so read the shares, not the absolute milliseconds, of the traced ops.
+minus the traced ops. The profiler slows the step itself (its wall time
+under the trace is printed too), so read the shares, not the absolute
+milliseconds, of the traced ops.
 
     .venv/bin/python benchmarks/profile_step.py                    # cnn, batch 64
     .venv/bin/python benchmarks/profile_step.py --workload resnet18 --steps 5
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import WORKLOADS, build_step, matmul_peak  # noqa: E402
+from train_step import WORKLOADS, build_step, matmul_peak, time_steps  # noqa: E402
 
 # "%name = f32[64,24,24,32]{3,2,1,0} opcode(...)" in the compiled HLO text
 _INSTR = re.compile(
@@ -149,13 +150,7 @@ def main() -> None:
     for i in range(3):
         carry = step(carry, jnp.int32(i % 4), *sargs)
     jax.block_until_ready(carry)
-    plain = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for i in range(args.steps):
-            carry = step(carry, jnp.int32(i % 4), *sargs)
-        jax.block_until_ready(carry)
-        plain = min(plain, (time.perf_counter() - t0) / args.steps)
+    plain, carry = time_steps(step, carry, sargs, args.steps, repeats=3)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
@@ -185,8 +180,8 @@ def main() -> None:
         )
     rows.sort(key=lambda r: -r["ms"])
     ops_ms = sum(r["ms"] for r in rows)
-    # ops with FLOPs the trace has no event for (XLA:CPU runs some convolutions
-    # without a profiler event): their time is in the step's wall, not in ops_ms
+    # XLA:CPU launches its big (Eigen) convolutions without an event for their
+    # work: list every convolution's traced time; the rest is in "not traced"
     convs = {n: per_op.get(n, 0.0) for n, i in hlo.items() if i["opcode"] == "convolution"}
     print(
         f"{args.workload} (batch {batch}, model.conv={args.conv}): {1e3 * plain:.1f} ms/step "

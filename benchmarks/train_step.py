@@ -79,6 +79,17 @@ def jaxal_step(workload: str, conv: str, steps: int, repeats: int) -> dict:
     cost = cost[0] if isinstance(cost, list) else cost
     flops = float(cost.get("flops", 0.0))
     carry = jax.block_until_ready(step(carry, jnp.int32(0), *args))
+    best, _ = time_steps(step, carry, args, steps, repeats)
+    return {"step_ms": 1e3 * best, "compile_s": compile_s, "gflop": flops / 1e9}
+
+
+def time_steps(step, carry, args: tuple, steps: int, repeats: int):
+    """Seconds per step: the best of ``repeats`` blocks of ``steps`` steps.
+
+    Returns ``(seconds, carry)``, the carry after the last step."""
+    import jax
+    import jax.numpy as jnp
+
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -86,7 +97,7 @@ def jaxal_step(workload: str, conv: str, steps: int, repeats: int) -> dict:
             carry = step(carry, jnp.int32(i % 4), *args)
         jax.block_until_ready(carry)
         best = min(best, (time.perf_counter() - t0) / steps)
-    return {"step_ms": 1e3 * best, "compile_s": compile_s, "gflop": flops / 1e9}
+    return best, carry
 
 
 def matmul_peak(n: int = 1024, repeats: int = 20) -> float:
